@@ -1,0 +1,351 @@
+"""The archiver: moves synced segments out of ``pending/`` and enforces retention.
+
+Owns ``archive/`` and the retention policy, on a thread of its own so that
+archiving and compression never delay the advance of ``synced_lsn``. Rules:
+
+* A segment arrives here only after ``synced_lsn`` covers its last LSN.
+* Same file system, plain: rename into ``archive/`` (never replacing), then
+  fsync ``archive/``. Crash before that fsync: the segment is found in
+  ``pending/`` again and re-archived at the next open.
+* Compressed, or another file system: write ``<name>.tmp`` in ``archive/``,
+  fsync it, rename it to its final name, fsync ``archive/``, then remove the
+  pending copy. Crash in between: the same segment is found twice and counted
+  once; a ``.tmp`` file is removed at open.
+* An archived file is never overwritten; a same-named file with different
+  content stops the archiver (the segment stays in ``pending/``, nothing lost).
+* Retention (invariant 8): a segment is deleted only when every record in it is
+  at or below the durable checkpoint (whose CHECKPOINT record is itself synced).
+  With ``archive_enabled=False`` that is the only rule; with the archive on,
+  the count/bytes/age limits prune the oldest segments first and stop at the
+  first one that may not go, so only the oldest end is ever cut (no gaps).
+  Unlinks are followed by an fsync of ``archive/``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from .config import WalConfig
+from .fs import FailpointHook, FileSystem, SyncBackend
+from .names import TMP_SUFFIX, WalPaths, parse_segment_name, segment_name
+from .recovery import Seg, load_archived
+from .segment import read_header, read_seal
+from .writer import SealedSegment
+
+log = logging.getLogger("lsnwal")
+
+
+@dataclass
+class ArchivedSegment:
+    """What the archiver knows about one archived segment (last LSN/time may load lazily)."""
+
+    path: str
+    first_lsn: int
+    size_bytes: int
+    last_lsn: int | None = None
+    last_ts: float | None = None
+
+
+@dataclass(frozen=True)
+class PruneCandidate:
+    """A segment retention would delete, and why."""
+
+    path: str
+    first_lsn: int
+    last_lsn: int
+    size_bytes: int
+    reason: str
+
+
+class Archiver:
+    """A thread that archives synced segments and prunes by policy."""
+
+    def __init__(
+        self,
+        fs: FileSystem,
+        backend: SyncBackend,
+        paths: WalPaths,
+        config: WalConfig,
+        existing: list[Seg],
+        *,
+        checkpoint_lsn: int,
+        failpoint: FailpointHook | None = None,
+    ) -> None:
+        self._fs = fs
+        self._backend = backend
+        self._paths = paths
+        self._config = config
+        self._fp = failpoint
+        self._cv = threading.Condition(threading.Lock())
+        self._queue: collections.deque[SealedSegment] = collections.deque()
+        self._busy = False
+        self._stopping = False
+        self.error: BaseException | None = None
+        self.segments: collections.deque[ArchivedSegment] = collections.deque(
+            ArchivedSegment(s.path, s.first_lsn, s.size or _size(fs, s.path), s.seal and
+                            s.last_lsn, s.seal and s.last_ts)
+            for s in existing
+        )
+        self.archive_bytes = sum(s.size_bytes for s in self.segments)
+        self._synced_lsn = 0
+        self._cp_pending: collections.deque[tuple[int, int]] = collections.deque()
+        self.durable_checkpoint = checkpoint_lsn
+        self.pruned_segments = 0
+        self._same_dev = fs.same_device(paths.pending, paths.archive)
+        self._thread = threading.Thread(target=self._run, name="lsnwal-archive", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ inputs
+
+    def submit(self, segs: list[SealedSegment], synced_lsn: int) -> None:
+        """Hand over segments the sync thread has made durable."""
+        with self._cv:
+            self._queue.extend(segs)
+            self._synced_lsn = max(self._synced_lsn, synced_lsn)
+            self._cv.notify_all()
+
+    def note_checkpoint(self, record_lsn: int, checkpoint_lsn: int) -> None:
+        """A CHECKPOINT record at ``record_lsn`` declares ``checkpoint_lsn`` (durable later)."""
+        with self._cv:
+            self._cp_pending.append((record_lsn, checkpoint_lsn))
+            self._cv.notify_all()
+
+    def note_synced(self, synced_lsn: int) -> None:
+        """``synced_lsn`` advanced (maybe making a checkpoint durable): re-check retention."""
+        with self._cv:
+            if synced_lsn > self._synced_lsn:
+                self._synced_lsn = synced_lsn
+                if self._cp_pending and self._cp_pending[0][0] <= synced_lsn:
+                    self._cv.notify_all()
+
+    def _durable_checkpoint_locked(self) -> int:
+        while self._cp_pending and self._cp_pending[0][0] <= self._synced_lsn:
+            _, cp = self._cp_pending.popleft()
+            self.durable_checkpoint = max(self.durable_checkpoint, cp)
+        return self.durable_checkpoint
+
+    # ------------------------------------------------------------------ thread
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(
+                    lambda: bool(self._queue)
+                    or self._stopping
+                    or bool(self._cp_pending and self._cp_pending[0][0] <= self._synced_lsn)
+                )
+                batch = list(self._queue)
+                self._queue.clear()
+                cp = self._durable_checkpoint_locked()
+                stopping = self._stopping
+                self._busy = True
+            try:
+                if batch and self.error is None:
+                    self._archive(batch)
+                if self.error is None:
+                    self._prune(cp, dry_run=False)
+            except BaseException as exc:  # keep the segments where they are, report loudly
+                self.error = exc
+                log.error("lsnwal: archiving stopped: %r (segments stay in pending/)", exc)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+            if stopping:
+                with self._cv:
+                    if not self._queue:
+                        return
+
+    def _archive(self, batch: list[SealedSegment]) -> None:
+        fs, fp = self._fs, self._fp
+        compress = self._config.compression == "zstd"
+        done: list[ArchivedSegment] = []
+        copies: list[str] = []
+        for seg in batch:
+            name = segment_name(seg.first_lsn, compressed=compress)
+            dst = os.path.join(self._paths.archive, name)
+            if fp is not None:
+                fp("before_archive_move")
+            if compress or not self._same_dev:
+                size = self._copy(seg, dst, compress)
+                copies.append(seg.path)
+            else:
+                if fs.exists(dst):
+                    self._check_same(seg.path, dst)
+                    fs.unlink(seg.path)
+                else:
+                    fs.rename(seg.path, dst)
+                size = seg.size_bytes
+            if fp is not None:
+                fp("after_archive_move")
+            done.append(ArchivedSegment(dst, seg.first_lsn, size, seg.last_lsn, seg.last_ts))
+        self._sync_dir(self._paths.archive)
+        if copies:
+            # The archived copies are durable: the pending ones may go now.
+            for p in copies:
+                with contextlib.suppress(FileNotFoundError):
+                    fs.unlink(p)
+            self._sync_dir(self._paths.pending)
+        with self._cv:
+            self.segments.extend(done)
+            self.archive_bytes += sum(s.size_bytes for s in done)
+
+    def _copy(self, seg: SealedSegment, dst: str, compress: bool) -> int:
+        fs = self._fs
+        if fs.exists(dst):
+            self._check_same(seg.path, dst)
+            return fs.size(dst)
+        tmp = dst + TMP_SUFFIX
+        if fs.exists(tmp):
+            fs.unlink(tmp)
+        src = fs.open_read(seg.path)
+        out = fs.create(tmp)
+        size = 0
+        try:
+            total = fs.fsize(src)
+            if compress:
+                from .compress import compress_segment
+
+                header = read_header(fs, src)
+                seal = read_seal(fs, src, total)
+                if seal is None:
+                    raise ValueError(f"{seg.path} has no seal; cannot compress it")
+                for piece in compress_segment(
+                    header, seal, lambda o, n: fs.pread(src, n, o), self._config.compression_level
+                ):
+                    fs.write(out, piece)
+                    size += len(piece)
+            else:
+                off = 0
+                while off < total:
+                    chunk = fs.pread(src, min(1 << 20, total - off), off)
+                    if not chunk:
+                        break
+                    fs.write(out, chunk)
+                    off += len(chunk)
+                size = off
+            self._backend.sync_file(out)
+        finally:
+            fs.close(out)
+            fs.close(src)
+        fs.rename(tmp, dst)
+        return size
+
+    def _check_same(self, src: str, dst: str) -> None:
+        """An archived name already exists: fine if it is the same segment, else an error."""
+        fs = self._fs
+        a = load_archived(fs, Seg(dst, "archive", parse_segment_name(os.path.basename(dst))[0]
+                                  if parse_segment_name(os.path.basename(dst)) else None))
+        fd = fs.open_read(src)
+        try:
+            seal = read_seal(fs, fd, fs.fsize(fd))
+        finally:
+            fs.close(fd)
+        if seal is None or a.seal is None or seal.last_lsn != a.seal.last_lsn:
+            raise FileExistsError(f"{dst} exists with different content than {src}")
+
+    def _sync_dir(self, path: str) -> None:
+        if self._fp is not None:
+            self._fp("before_dir_fsync")
+        fd = self._fs.open_dir(path)
+        try:
+            self._backend.sync_dir(fd)
+        finally:
+            self._fs.close(fd)
+        if self._fp is not None:
+            self._fp("after_dir_fsync")
+
+    # ------------------------------------------------------------------ retention
+
+    def _last_lsn(self, seg: ArchivedSegment) -> tuple[int, float]:
+        if seg.last_lsn is None or seg.last_ts is None:
+            s = load_archived(self._fs, Seg(seg.path, "archive", seg.first_lsn))
+            seg.last_lsn, seg.last_ts = s.last_lsn, s.last_ts
+        return seg.last_lsn, seg.last_ts
+
+    def plan(self, checkpoint_lsn: int, now: float | None = None) -> list[PruneCandidate]:
+        """What retention would delete now, oldest first, with the reason for each."""
+        cfg = self._config
+        now = time.time() if now is None else now
+        with self._cv:
+            segs = list(self.segments)
+            total_bytes = self.archive_bytes
+        count = len(segs)
+        out = []
+        for seg in segs:
+            last, last_ts = self._last_lsn(seg)
+            if last > checkpoint_lsn:
+                break  # never past the checkpoint, and only the oldest end is cut
+            reason = ""
+            if not cfg.archive_enabled:
+                reason = f"archive disabled and checkpoint {checkpoint_lsn} covers it"
+            elif cfg.archive_max_segments is not None and count > cfg.archive_max_segments:
+                reason = f"more than archive_max_segments={cfg.archive_max_segments}"
+            elif cfg.archive_max_bytes is not None and total_bytes > cfg.archive_max_bytes:
+                reason = f"archive over archive_max_bytes={cfg.archive_max_bytes}"
+            elif cfg.archive_max_age_s is not None and now - last_ts > cfg.archive_max_age_s:
+                reason = f"newest record older than archive_max_age_s={cfg.archive_max_age_s}"
+            if not reason:
+                break
+            out.append(PruneCandidate(seg.path, seg.first_lsn, last, seg.size_bytes, reason))
+            count -= 1
+            total_bytes -= seg.size_bytes
+        return out
+
+    def _prune(self, checkpoint_lsn: int, dry_run: bool) -> list[PruneCandidate]:
+        plan = self.plan(checkpoint_lsn)
+        if dry_run or not plan:
+            return plan
+        fs = self._fs
+        for c in plan:
+            if self._fp is not None:
+                self._fp("before_prune")
+            fs.unlink(c.path)
+            if self._fp is not None:
+                self._fp("after_prune")
+            with self._cv:
+                self.segments.popleft()
+                self.archive_bytes -= c.size_bytes
+                self.pruned_segments += 1
+        # Crash before this fsync: some unlinks may be undone; those segments are all
+        # at or below the checkpoint, so keeping them longer is harmless.
+        self._sync_dir(self._paths.archive)
+        return plan
+
+    def prune_now(self, dry_run: bool) -> list[PruneCandidate]:
+        """Apply (or with ``dry_run`` only list) retention now, from the caller's thread."""
+        with self._cv:
+            self._cv.wait_for(lambda: not self._busy and not self._queue)
+            cp = self._durable_checkpoint_locked()
+            self._busy = True
+        try:
+            return self._prune(cp, dry_run)
+        finally:
+            with self._cv:
+                self._busy = False
+                self._cv.notify_all()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted so far has been archived (and pruned)."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def stop(self) -> None:
+        """Finish queued work and join the thread."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        self._thread.join()
+
+
+def _size(fs: FileSystem, path: str) -> int:
+    try:
+        return fs.size(path)
+    except OSError:
+        return 0

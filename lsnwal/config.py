@@ -1,0 +1,110 @@
+"""``WalConfig``: every knob of a WAL, validated when it is built.
+
+One frozen, keyword-only dataclass. Units are in the field names. Invalid values
+raise ``ValueError`` naming the field at construction, so a bad config never
+reaches the disk. ``docs/index.md`` documents every field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+RecoveryMode = Literal["strict", "tolerate_tail", "stop_at_corruption"]
+RECOVERY_MODES: tuple[str, ...] = ("strict", "tolerate_tail", "stop_at_corruption")
+
+MIN_SEGMENT_BYTES = 4096
+MAX_RECORD_LIMIT = (1 << 32) - 1 - 64  # the length field is a u32
+
+
+@dataclass(frozen=True, kw_only=True)
+class WalConfig:
+    """Configuration of one WAL directory (all fields keyword-only, all validated)."""
+
+    #: The active segment rotates before a record would take it past this size.
+    #: A record larger than this gets a segment of its own.
+    segment_max_bytes: int = 64 * 1024 * 1024
+    #: Largest payload accepted by ``append`` (as given, before compression).
+    max_record_bytes: int = 16 * 1024 * 1024
+    #: Where rotated segments wait for fsync; relative paths are inside the WAL dir.
+    pending_dir: str = "pending"
+    #: Where synced segments are kept; relative paths are inside the WAL dir.
+    archive_dir: str = "archive"
+    #: Keep synced segments for replay (True) or delete them once checkpointed.
+    archive_enabled: bool = True
+    #: Prune the oldest checkpointed archive segments beyond this count (None: no limit).
+    archive_max_segments: int | None = None
+    #: Prune the oldest checkpointed archive segments beyond this many bytes.
+    archive_max_bytes: int | None = None
+    #: Prune checkpointed archive segments whose newest record is older than this.
+    archive_max_age_s: float | None = None
+    #: Backpressure: most rotated-but-unsynced segments allowed at once.
+    max_pending_segments: int = 64
+    #: Backpressure: most rotated-but-unsynced bytes allowed at once.
+    max_pending_bytes: int = 1024 * 1024 * 1024
+    #: How long a rotation waits for room before ``BackpressureTimeout``.
+    backpressure_timeout_s: float = 30.0
+    #: ``None`` (plain archive) or ``"zstd"`` (seekable zstd frames, off the commit path).
+    compression: Literal["zstd"] | None = None
+    #: zstd level used when ``compression == "zstd"``.
+    compression_level: int = 3
+    #: How open() treats damage: "strict", "tolerate_tail" or "stop_at_corruption".
+    recovery_mode: RecoveryMode = "tolerate_tail"
+    #: Buffered appends are handed to the OS once this many bytes accumulate.
+    write_buffer_bytes: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        _int_at_least("segment_max_bytes", self.segment_max_bytes, MIN_SEGMENT_BYTES)
+        _int_at_least("max_record_bytes", self.max_record_bytes, 0)
+        if self.max_record_bytes > MAX_RECORD_LIMIT:
+            raise ValueError(f"max_record_bytes must be at most {MAX_RECORD_LIMIT}")
+        for name in ("pending_dir", "archive_dir"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or "\0" in value:
+                raise ValueError(f"{name} must be a non-empty path string, got {value!r}")
+        if _norm(self.pending_dir) == _norm(self.archive_dir):
+            raise ValueError("pending_dir and archive_dir must be different directories")
+        if not isinstance(self.archive_enabled, bool):
+            raise ValueError("archive_enabled must be a bool")
+        for name in ("archive_max_segments", "archive_max_bytes"):
+            value = getattr(self, name)
+            if value is not None:
+                _int_at_least(name, value, 1)
+        if self.archive_max_age_s is not None:
+            _number_positive("archive_max_age_s", self.archive_max_age_s)
+        _int_at_least("max_pending_segments", self.max_pending_segments, 1)
+        _int_at_least("max_pending_bytes", self.max_pending_bytes, 1)
+        _number_positive("backpressure_timeout_s", self.backpressure_timeout_s)
+        if self.compression not in (None, "zstd"):
+            raise ValueError(f"compression must be None or 'zstd', got {self.compression!r}")
+        _int_at_least("compression_level", self.compression_level, -7)
+        if self.compression_level > 22:
+            raise ValueError("compression_level must be at most 22")
+        if self.recovery_mode not in RECOVERY_MODES:
+            raise ValueError(
+                f"recovery_mode must be one of {RECOVERY_MODES}, got {self.recovery_mode!r}"
+            )
+        _int_at_least("write_buffer_bytes", self.write_buffer_bytes, 1)
+
+    def replace(self, **changes: object) -> WalConfig:
+        """Return a copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _norm(path: str) -> str:
+    return path.rstrip("/") or "/"
+
+
+def _int_at_least(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be at least {low}, got {value}")
+
+
+def _number_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {value}")

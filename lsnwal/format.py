@@ -1,0 +1,484 @@
+"""The on-disk format v1: every constant, and a pure codec (no I/O, no clock).
+
+The byte-level specification is ``docs/format.md``; this module is its only
+implementation. The writer, recovery, replay, verify and the CLI all decode
+through ``RecordScanner`` and ``decode_segment_header``/``decode_seal``: there is
+no second parser.
+
+Grammar (little-endian throughout)::
+
+    segment     := header block* [seal trailer]
+    header      := 48 bytes (SEGMENT_HEADER), CRC32C over its first 44 bytes
+    block       := record*                     (plain segment)
+                 | zstd-frame(record*)         (FLAG_ZSTD segment; one frame per block)
+    record      := RECORD_HEADER (28 bytes) payload
+    seal        := a record of kind SEAL whose payload is the segment's footer
+    trailer     := u64 seal_offset, 8 bytes TRAILER_MAGIC
+
+A record's CRC32C covers bytes 4..28 of its header (length, LSN, timestamp,
+kind, flags, reserved) and its payload as stored, so checking a record never
+needs anything but its own bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import crc32c as _crc32c
+
+crc32c = _crc32c.crc32c
+
+# --------------------------------------------------------------------------- constants
+
+MAGIC = b"\x89LSNWAL\n"
+FORMAT_VERSION = 1
+FLAG_ZSTD = 0x0001
+KNOWN_FLAGS = FLAG_ZSTD
+
+#: magic, version, flags, header_size, first_lsn, created, checkpoint_lsn, reserved, crc
+SEGMENT_HEADER = struct.Struct("<8sHHIQdQII")
+HEADER_SIZE = SEGMENT_HEADER.size  # 48
+HEADER_CRC_SPAN = HEADER_SIZE - 4  # the CRC covers bytes 0..44
+
+#: crc, length, lsn, timestamp, kind, flags, reserved
+RECORD_HEADER = struct.Struct("<IIQdBBH")
+RECORD_HEADER_TAIL = struct.Struct("<IQdBBH")  # the 24 bytes the CRC covers first
+RECORD_HEADER_SIZE = RECORD_HEADER.size  # 28
+U32 = struct.Struct("<I")
+
+#: seal_offset, magic
+TRAILER = struct.Struct("<Q8s")
+TRAILER_SIZE = TRAILER.size  # 16
+TRAILER_MAGIC = b"LSNWSEAL"
+
+#: last_lsn, record_count, first_ts, last_ts, checkpoint_lsn, data_end, n_blocks, n_marks
+SEAL_FIXED = struct.Struct("<QQddQQII")
+#: first_lsn, first_ts, offset, stored_len, raw_len, crc_of_stored (0 in plain segments)
+SEAL_BLOCK = struct.Struct("<QdQIII")
+#: lsn, timestamp, name_len (then the UTF-8 name)
+SEAL_MARK = struct.Struct("<QdH")
+#: checkpoint payload prefix: the checkpointed LSN
+CHECKPOINT_PREFIX = struct.Struct("<Q")
+
+#: the writer starts a new index block after this many bytes of records
+INDEX_INTERVAL_BYTES = 64 * 1024
+#: compressed segments group records into independent zstd frames of about this size
+ZSTD_FRAME_BYTES = 1024 * 1024
+MAX_MARK_NAME_BYTES = 255
+
+
+class RecordKind(enum.IntEnum):
+    """What a record is: application data, a checkpoint, or a named restore point."""
+
+    DATA = 1
+    CHECKPOINT = 2
+    MARK = 3
+
+
+SEAL_KIND = 0x53  # "S": internal, closes a segment; never yielded to users
+_USER_KINDS = frozenset(int(k) for k in RecordKind)
+
+
+# --------------------------------------------------------------------------- records
+
+
+class Record:
+    """One decoded record: ``lsn``, ``kind``, ``timestamp`` (epoch seconds), ``payload``."""
+
+    __slots__ = ("checkpoint_lsn", "kind", "lsn", "payload", "timestamp")
+
+    def __init__(
+        self,
+        lsn: int,
+        kind: RecordKind,
+        timestamp: float,
+        payload: bytes,
+        checkpoint_lsn: int | None = None,
+    ) -> None:
+        self.lsn = lsn
+        self.kind = kind
+        self.timestamp = timestamp
+        self.payload = payload
+        #: for a CHECKPOINT record, the LSN the application's state covers
+        self.checkpoint_lsn = checkpoint_lsn
+
+    @property
+    def name(self) -> str | None:
+        """A MARK record's name (None for other kinds)."""
+        if self.kind is RecordKind.MARK:
+            return self.payload.decode("utf-8", "replace")
+        return None
+
+    def __repr__(self) -> str:
+        return (
+            f"Record(lsn={self.lsn}, kind={self.kind.name}, timestamp={self.timestamp!r}, "
+            f"payload={self.payload[:32]!r}{'...' if len(self.payload) > 32 else ''})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return (self.lsn, self.kind, self.timestamp, self.payload, self.checkpoint_lsn) == (
+            other.lsn,
+            other.kind,
+            other.timestamp,
+            other.payload,
+            other.checkpoint_lsn,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def make_record(lsn: int, kind: int, ts: float, stored: bytes) -> Record:
+    """Build a public ``Record`` from a decoded record's fields and stored payload."""
+    if kind == RecordKind.DATA:
+        return Record(lsn, RecordKind.DATA, ts, stored)
+    if kind == RecordKind.CHECKPOINT:
+        (cp,) = CHECKPOINT_PREFIX.unpack_from(stored, 0)
+        return Record(lsn, RecordKind.CHECKPOINT, ts, stored[CHECKPOINT_PREFIX.size :], cp)
+    return Record(lsn, RecordKind(kind), ts, stored)
+
+
+def encode_record(buf: bytearray, lsn: int, kind: int, ts: float, payload: bytes) -> None:
+    """Append one encoded record to ``buf``."""
+    tail = RECORD_HEADER_TAIL.pack(len(payload), lsn, ts, kind, 0, 0)
+    buf += U32.pack(crc32c(payload, crc32c(tail)))
+    buf += tail
+    buf += payload
+
+
+def encode_checkpoint_payload(checkpoint_lsn: int, payload: bytes) -> bytes:
+    """The stored payload of a CHECKPOINT record."""
+    return CHECKPOINT_PREFIX.pack(checkpoint_lsn) + payload
+
+
+# --------------------------------------------------------------------------- headers
+
+
+@dataclass(frozen=True)
+class SegmentHeader:
+    """A decoded segment header."""
+
+    version: int
+    flags: int
+    first_lsn: int
+    created: float
+    checkpoint_lsn: int
+
+    @property
+    def compressed(self) -> bool:
+        """True when the body is made of zstd frames."""
+        return bool(self.flags & FLAG_ZSTD)
+
+
+class HeaderError(ValueError):
+    """A segment header cannot be decoded; ``reason`` says why."""
+
+
+def encode_segment_header(
+    first_lsn: int, created: float, checkpoint_lsn: int = 0, flags: int = 0
+) -> bytes:
+    """Encode a v1 segment header."""
+    body = SEGMENT_HEADER.pack(
+        MAGIC, FORMAT_VERSION, flags, HEADER_SIZE, first_lsn, created, checkpoint_lsn, 0, 0
+    )[:HEADER_CRC_SPAN]
+    return body + U32.pack(crc32c(body))
+
+
+def decode_segment_header(data: bytes | bytearray | memoryview) -> SegmentHeader:
+    """Decode and check a segment header; raise ``HeaderError`` when it is not valid."""
+    if len(data) < HEADER_SIZE:
+        raise HeaderError(f"segment header truncated ({len(data)} of {HEADER_SIZE} bytes)")
+    magic, version, flags, size, first, created, cp, _res, crc = SEGMENT_HEADER.unpack_from(
+        data, 0
+    )
+    if magic != MAGIC:
+        raise HeaderError("not an lsnwal segment (bad magic)")
+    if crc != crc32c(bytes(data[:HEADER_CRC_SPAN])):
+        raise HeaderError("segment header checksum mismatch")
+    if version != FORMAT_VERSION:
+        raise HeaderError(f"unsupported format version {version} (this lsnwal reads 1)")
+    if size != HEADER_SIZE or flags & ~KNOWN_FLAGS:
+        raise HeaderError(f"unsupported header size {size} or flags {flags:#x}")
+    if first < 1:
+        raise HeaderError(f"invalid first LSN {first}")
+    return SegmentHeader(version, flags, first, created, cp)
+
+
+# --------------------------------------------------------------------------- seal (footer)
+
+
+@dataclass(frozen=True)
+class Block:
+    """An index entry: a run of whole records starting at ``offset``."""
+
+    first_lsn: int
+    first_ts: float
+    offset: int
+    stored_len: int
+    raw_len: int
+    crc: int = 0
+
+
+@dataclass(frozen=True)
+class Seal:
+    """A segment's footer: what open/replay need without reading the records."""
+
+    last_lsn: int
+    record_count: int
+    first_ts: float
+    last_ts: float
+    checkpoint_lsn: int
+    data_end: int
+    blocks: tuple[Block, ...] = ()
+    marks: tuple[tuple[str, int, float], ...] = field(default=())
+
+
+def encode_seal_payload(seal: Seal) -> bytes:
+    """Encode a footer body (the payload of the SEAL record)."""
+    parts = [
+        SEAL_FIXED.pack(
+            seal.last_lsn,
+            seal.record_count,
+            seal.first_ts,
+            seal.last_ts,
+            seal.checkpoint_lsn,
+            seal.data_end,
+            len(seal.blocks),
+            len(seal.marks),
+        )
+    ]
+    for b in seal.blocks:
+        parts.append(
+            SEAL_BLOCK.pack(b.first_lsn, b.first_ts, b.offset, b.stored_len, b.raw_len, b.crc)
+        )
+    for name, lsn, ts in seal.marks:
+        raw = name.encode("utf-8")
+        parts.append(SEAL_MARK.pack(lsn, ts, len(raw)) + raw)
+    return b"".join(parts)
+
+
+def decode_seal_payload(data: bytes | memoryview) -> Seal:
+    """Decode a footer body; raise ``ValueError`` when it is malformed."""
+    try:
+        last, count, fts, lts, cp, end, nb, nm = SEAL_FIXED.unpack_from(data, 0)
+        pos = SEAL_FIXED.size
+        blocks = []
+        for _ in range(nb):
+            blocks.append(Block(*SEAL_BLOCK.unpack_from(data, pos)))
+            pos += SEAL_BLOCK.size
+        marks = []
+        for _ in range(nm):
+            lsn, ts, ln = SEAL_MARK.unpack_from(data, pos)
+            pos += SEAL_MARK.size
+            raw = bytes(data[pos : pos + ln])
+            if len(raw) != ln:
+                raise ValueError("mark name truncated")
+            marks.append((raw.decode("utf-8"), lsn, ts))
+            pos += ln
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"malformed seal: {exc}") from None
+    if pos != len(data):
+        raise ValueError("malformed seal: trailing bytes")
+    return Seal(last, count, fts, lts, cp, end, tuple(blocks), tuple(marks))
+
+
+def encode_seal(seal: Seal) -> bytes:
+    """Encode the SEAL record and trailer that close a segment at ``seal.data_end``."""
+    buf = bytearray()
+    encode_record(buf, seal.last_lsn, SEAL_KIND, seal.last_ts, encode_seal_payload(seal))
+    buf += TRAILER.pack(seal.data_end, TRAILER_MAGIC)
+    return bytes(buf)
+
+
+def decode_seal_at(data: bytes | memoryview, seal_offset: int) -> Seal | None:
+    """Decode the SEAL record + trailer in ``data`` (the file's bytes from ``seal_offset``)."""
+    if len(data) < RECORD_HEADER_SIZE + TRAILER_SIZE:
+        return None
+    c, ln, lsn, _ts, kind, _f, _r = RECORD_HEADER.unpack_from(data, 0)
+    end = RECORD_HEADER_SIZE + ln
+    if kind != SEAL_KIND or end + TRAILER_SIZE != len(data):
+        return None
+    if crc32c(bytes(data[4:end])) != c:
+        return None
+    offset, magic = TRAILER.unpack_from(data, end)
+    if magic != TRAILER_MAGIC or offset != seal_offset:
+        return None
+    try:
+        seal = decode_seal_payload(data[RECORD_HEADER_SIZE:end])
+    except ValueError:
+        return None
+    if seal.data_end != seal_offset or seal.last_lsn != lsn:
+        return None
+    return seal
+
+
+def decode_trailer(data: bytes | memoryview) -> int | None:
+    """Return the seal offset from a segment's last 16 bytes, or None if absent."""
+    if len(data) < TRAILER_SIZE:
+        return None
+    offset, magic = TRAILER.unpack_from(data, len(data) - TRAILER_SIZE)
+    return int(offset) if magic == TRAILER_MAGIC else None
+
+
+# --------------------------------------------------------------------------- scanning
+
+END = "end"  # the data ended exactly at a record boundary
+SEALED = "sealed"  # a valid seal and trailer closed the segment
+DAMAGED = "damaged"  # a record could not be decoded at ``pos`` (see ``reason``)
+
+
+class RecordScanner:
+    """Decode consecutive records of ``data`` from ``pos``; never raises on bad bytes.
+
+    Iterating yields ``(offset, lsn, kind, timestamp, length)`` for each good
+    record; the payload is ``data[offset + 28 : offset + 28 + length]``. When the
+    iteration stops, ``verdict`` is END, SEALED or DAMAGED, ``pos`` is where it
+    stopped, ``reason`` says why for DAMAGED and ``seal`` holds a decoded seal.
+    ``truncated`` is True when the damage is a record running past the data.
+    ``expected_lsn`` (if not None) is the LSN the first record must carry; the
+    following ones must count up by one.
+    """
+
+    __slots__ = (
+        "base",
+        "data",
+        "expected_lsn",
+        "last_lsn",
+        "pos",
+        "reason",
+        "seal",
+        "truncated",
+        "verdict",
+    )
+
+    def __init__(
+        self,
+        data: bytes | bytearray | memoryview,
+        pos: int,
+        expected_lsn: int | None,
+        base: int = 0,
+    ) -> None:
+        self.base = base  # file offset of data[0]: seals record absolute offsets
+        self.data = data
+        self.pos = pos
+        self.expected_lsn = expected_lsn
+        self.last_lsn: int | None = None
+        self.verdict = END
+        self.reason = ""
+        self.seal: Seal | None = None
+        self.truncated = False
+
+    def __iter__(self) -> Iterator[tuple[int, int, int, float, int]]:
+        data = self.data
+        n = len(data)
+        pos = self.pos
+        expected = self.expected_lsn
+        unpack = RECORD_HEADER.unpack_from
+        crc = crc32c
+        mv = memoryview(data)
+        try:
+            while True:
+                if pos + 28 > n:
+                    if pos != n:
+                        self._damage("truncated record header", truncated=True)
+                    break
+                c, ln, lsn, ts, kind, _fl, _res = unpack(data, pos)
+                end = pos + 28 + ln
+                if end > n:
+                    self._damage(f"record length {ln} runs past the data", truncated=True)
+                    break
+                if crc(mv[pos + 4 : end]) != c:
+                    self._damage("record checksum mismatch")
+                    break
+                if kind == SEAL_KIND:
+                    pos = self._seal(mv, pos, end, lsn, expected)
+                    break
+                if kind not in _USER_KINDS:
+                    self._damage(f"unknown record kind {kind}")
+                    break
+                if expected is not None and lsn != expected:
+                    self._damage(f"LSN {lsn} where {expected} was expected")
+                    break
+                self.pos = pos
+                yield pos, lsn, kind, ts, ln
+                self.last_lsn = lsn
+                expected = lsn + 1
+                pos = end
+        finally:
+            mv.release()
+        self.pos = pos
+        self.expected_lsn = expected
+
+    def _damage(self, reason: str, truncated: bool = False) -> None:
+        self.verdict = DAMAGED
+        self.reason = reason
+        self.truncated = truncated
+
+    def _seal(self, mv: memoryview, pos: int, end: int, lsn: int, expected: int | None) -> int:
+        """Check a SEAL record at ``pos``; return the offset the verdict refers to."""
+        n = len(mv)
+        if end + TRAILER_SIZE > n:
+            self._damage("seal without its trailer", truncated=True)
+            return pos
+        offset, magic = TRAILER.unpack_from(mv, end)
+        if magic != TRAILER_MAGIC or offset != self.base + pos:
+            self._damage("seal trailer does not match")
+            return pos
+        if end + TRAILER_SIZE != n:
+            self._damage("bytes after the seal trailer")
+            return end + TRAILER_SIZE
+        try:
+            seal = decode_seal_payload(mv[pos + 28 : end])
+        except ValueError as exc:
+            self._damage(str(exc))
+            return pos
+        if seal.data_end != self.base + pos or (expected is not None and seal.last_lsn != expected - 1):
+            self._damage("seal does not describe this segment")
+            return pos
+        self.seal = seal
+        self.verdict = SEALED
+        return pos
+
+
+def find_continuation(
+    data: bytes | bytearray | memoryview, start: int, last_good_lsn: int, max_ahead: int = 1024
+) -> int | None:
+    """Offset of a valid record after ``start`` with an LSN above ``last_good_lsn``, or None.
+
+    Used to tell a torn tail (nothing valid follows the damage) from corruption in
+    the middle of a segment (valid records follow). It searches for the encoded
+    LSN values last_good+1 .. last_good+max_ahead, so it costs a few ``bytes.find``
+    calls, not a decode at every byte offset.
+    """
+    raw = bytes(data)
+    n = len(raw)
+    best: int | None = None
+    limit = min(max_ahead, max(1, (n - start) // RECORD_HEADER_SIZE + 1))
+    for k in range(1, limit + 1):
+        needle = struct.pack("<Q", last_good_lsn + k)
+        at = raw.find(needle, start + 1)
+        while at != -1 and (best is None or at - 8 < best):
+            rec = at - 8
+            if rec > start and rec + RECORD_HEADER_SIZE <= n:
+                c, ln, lsn, _ts, kind, _f, _r = RECORD_HEADER.unpack_from(raw, rec)
+                end = rec + RECORD_HEADER_SIZE + ln
+                if (
+                    end <= n
+                    and lsn == last_good_lsn + k
+                    and (kind in _USER_KINDS or kind == SEAL_KIND)
+                    and crc32c(raw[rec + 4 : end]) == c
+                ):
+                    best = rec
+                    break
+            at = raw.find(needle, at + 1)
+    return best
+
+
+def is_zero(data: bytes | bytearray | memoryview, start: int) -> bool:
+    """True when every byte from ``start`` to the end is zero."""
+    tail = bytes(data[start:])
+    return tail.count(0) == len(tail)

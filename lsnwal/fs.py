@@ -1,0 +1,256 @@
+"""The file-system seam: every file operation lsnwal performs goes through here.
+
+``FileSystem`` is the small interface (open, write, read, fsync, directory fsync,
+rename, unlink, list, truncate, lock); ``OsFileSystem`` implements it with ``os``
+calls, ``lsnwal.testing.SimFileSystem`` in memory with a crash model. Durability
+calls go through a ``SyncBackend`` so that tests and users can swap fsync alone
+(a backend raising ``OSError`` simulates a failing disk).
+
+Rules kept here: writes are complete or raise (short writes are retried);
+``rename`` never replaces an existing file; a lock is taken without waiting.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+#: A failpoint hook: called with a failpoint name (``before_X`` / ``after_X``).
+FailpointHook = Callable[[str], None]
+
+
+@runtime_checkable
+class SyncBackend(Protocol):
+    """How lsnwal makes data durable: swap it to simulate or instrument fsync."""
+
+    def sync_file(self, fd: int) -> None:
+        """Make a file's data (and size) durable."""
+
+    def sync_dir(self, fd: int) -> None:
+        """Make a directory's entries durable."""
+
+
+class OsSyncBackend:
+    """The default backend: ``os.fdatasync`` for files, ``os.fsync`` for directories."""
+
+    def sync_file(self, fd: int) -> None:
+        """fdatasync the file (data and the size needed to read it back)."""
+        os.fdatasync(fd)
+
+    def sync_dir(self, fd: int) -> None:
+        """fsync the directory so that created, renamed and removed names persist."""
+        os.fsync(fd)
+
+
+class FileSystem(Protocol):
+    """The operations lsnwal needs from a file system."""
+
+    def create(self, path: str) -> int:
+        """Create a new file for writing (fails if it exists); return a descriptor."""
+
+    def open_write(self, path: str) -> int:
+        """Open an existing file for writing at its end; return a descriptor."""
+
+    def open_read(self, path: str) -> int:
+        """Open an existing file for reading; return a descriptor."""
+
+    def open_dir(self, path: str) -> int:
+        """Open a directory so that it can be fsynced; return a descriptor."""
+
+    def close(self, fd: int) -> None:
+        """Close a descriptor."""
+
+    def dup(self, fd: int) -> int:
+        """Duplicate a descriptor (same open file)."""
+
+    def write(self, fd: int, data: bytes | bytearray | memoryview) -> None:
+        """Append all of ``data`` at the descriptor's position."""
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        """Read up to ``size`` bytes at ``offset``."""
+
+    def fsize(self, fd: int) -> int:
+        """Size of an open file."""
+
+    def truncate(self, fd: int, size: int) -> None:
+        """Cut an open file to ``size`` bytes."""
+
+    def rename(self, src: str, dst: str) -> None:
+        """Rename without replacing: raise ``FileExistsError`` if ``dst`` exists."""
+
+    def unlink(self, path: str) -> None:
+        """Remove a file."""
+
+    def listdir(self, path: str) -> list[str]:
+        """Names in a directory (unsorted)."""
+
+    def makedirs(self, path: str) -> bool:
+        """Create a directory and missing parents; return True if anything was created."""
+
+    def exists(self, path: str) -> bool:
+        """True if the path exists."""
+
+    def isdir(self, path: str) -> bool:
+        """True if the path is a directory."""
+
+    def size(self, path: str) -> int:
+        """Size of a file by path."""
+
+    def mtime(self, path: str) -> float:
+        """Modification time of a file by path."""
+
+    def same_device(self, a: str, b: str) -> bool:
+        """True when two existing directories are on one file system (rename works)."""
+
+    def lock(self, path: str) -> int:
+        """Take an exclusive lock on ``path`` without waiting; raise BlockingIOError if held."""
+
+    def unlock(self, handle: int) -> None:
+        """Release a lock taken with ``lock``."""
+
+    def sync_backend(self) -> SyncBackend:
+        """The backend that really syncs this file system."""
+
+
+class OsFileSystem:
+    """``FileSystem`` on the real operating system."""
+
+    def create(self, path: str) -> int:
+        """Create a new file for writing (fails if it exists)."""
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+
+    def open_write(self, path: str) -> int:
+        """Open an existing file for appending."""
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        os.lseek(fd, 0, os.SEEK_END)
+        return fd
+
+    def open_read(self, path: str) -> int:
+        """Open an existing file read-only."""
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def open_dir(self, path: str) -> int:
+        """Open a directory read-only (for fsync)."""
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self, fd: int) -> None:
+        """Close a descriptor."""
+        os.close(fd)
+
+    def dup(self, fd: int) -> int:
+        """Duplicate a descriptor."""
+        return os.dup(fd)
+
+    def write(self, fd: int, data: bytes | bytearray | memoryview) -> None:
+        """Write everything, retrying short writes."""
+        n = os.write(fd, data)
+        if n == len(data):
+            return
+        with memoryview(data) as mv:
+            while n < len(mv):
+                w = os.write(fd, mv[n:])
+                if w <= 0:  # pragma: no cover - os.write raises instead
+                    raise OSError(errno.EIO, "write made no progress")
+                n += w
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        """Read up to ``size`` bytes at ``offset`` (short only at end of file)."""
+        out = os.pread(fd, size, offset)
+        if len(out) == size or not out:
+            return out
+        parts = [out]
+        got = len(out)
+        while got < size:
+            more = os.pread(fd, size - got, offset + got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def fsize(self, fd: int) -> int:
+        """Size of an open file."""
+        return os.fstat(fd).st_size
+
+    def truncate(self, fd: int, size: int) -> None:
+        """Cut an open file to ``size`` bytes and move its position there."""
+        os.ftruncate(fd, size)
+        os.lseek(fd, size, os.SEEK_SET)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst``; never replace an existing ``dst``.
+
+        We hold the WAL's LOCK, so no other lsnwal writer creates names here; the
+        existence check guards against our own bugs and foreign files.
+        """
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, "refusing to replace an existing file", dst)
+        os.rename(src, dst)
+
+    def unlink(self, path: str) -> None:
+        """Remove a file."""
+        os.unlink(path)
+
+    def listdir(self, path: str) -> list[str]:
+        """Names in a directory."""
+        return os.listdir(path)
+
+    def makedirs(self, path: str) -> bool:
+        """Create a directory and missing parents."""
+        if os.path.isdir(path):
+            return False
+        os.makedirs(path, exist_ok=True)
+        return True
+
+    def exists(self, path: str) -> bool:
+        """True if the path exists."""
+        return os.path.lexists(path)
+
+    def isdir(self, path: str) -> bool:
+        """True if the path is a directory."""
+        return os.path.isdir(path)
+
+    def size(self, path: str) -> int:
+        """Size of a file."""
+        return os.stat(path).st_size
+
+    def mtime(self, path: str) -> float:
+        """Modification time of a file."""
+        return os.stat(path).st_mtime
+
+    def same_device(self, a: str, b: str) -> bool:
+        """True when ``a`` and ``b`` live on the same file system."""
+        return os.stat(a).st_dev == os.stat(b).st_dev
+
+    def lock(self, path: str) -> int:
+        """Open (or create) ``path`` and take an exclusive, non-blocking flock on it."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    def unlock(self, handle: int) -> None:
+        """Release the flock and close its descriptor."""
+        try:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            os.close(handle)
+
+    def sync_backend(self) -> SyncBackend:
+        """The real fsync backend."""
+        return OsSyncBackend()
+
+
+def is_regular_file(path: str) -> bool:
+    """True for an existing regular file (used only by the CLI's checks)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False

@@ -1,0 +1,438 @@
+"""Recovery: collect segments, order them by header, check continuity, find the log's end.
+
+Owns the read-only analysis of a WAL directory (``analyze``) that ``open()``,
+``replay``, ``verify`` and ``collect_all_segments`` share, and the writes that
+``open()`` then applies (``apply_cuts``). Rules kept here:
+
+* Segments are ordered by the first LSN in their **header**; names are checked
+  against headers. A gap or overlap names both neighbouring files. The same
+  segment found in the archive and in ``pending/`` (a crash between copy and
+  delete) is recognised and counted once.
+* Every record of ``pending/`` and the active segment is read (they decide where
+  the log ends); of the archive only the newest segment's header and seal
+  (archived segments were checked when sealed, so open does not slow down as the
+  archive grows — ``verify``/``replay`` read the rest).
+* Damage outside the archive is classified, never guessed:
+  - ``torn``: nothing valid follows it (an incomplete record, a zero-filled or
+    garbage tail) — what a crash leaves after the last fsync. In
+    ``tolerate_tail`` mode the log is cut there, the cut bytes and every later
+    non-archived segment are kept as ``*.broken`` files, and the cut is reported.
+    This loses nothing acknowledged: acknowledgement is contiguous and covers
+    only fsynced data, which a crash does not tear.
+  - ``corrupt``: valid records follow the damage (a flipped byte mid-segment) —
+    ``WalCorruptionError`` with file, offset and last good LSN, unless the mode
+    is ``stop_at_corruption``. ``strict`` refuses any damage, torn tails too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from . import format as fmt
+from .config import WalConfig
+from .errors import WalCorruptionError
+from .fs import FileSystem
+from .names import ACTIVE_NAME, BROKEN_SUFFIX, WalPaths, parse_segment_name
+from .segment import ScanEnd, read_header, read_seal, scan_plain
+
+log = logging.getLogger("lsnwal")
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """One segment as found on disk."""
+
+    path: str
+    state: str  # "archive", "pending" or "active"
+    first_lsn: int
+    last_lsn: int  # first_lsn - 1 when the segment holds no record
+    size_bytes: int
+    compressed: bool
+
+
+@dataclass
+class Seg:
+    """Working state of one segment during analysis."""
+
+    path: str
+    state: str
+    name_lsn: int | None
+    compressed: bool = False
+    size: int = 0
+    header: fmt.SegmentHeader | None = None
+    header_error: str = ""
+    seal: fmt.Seal | None = None
+    end: ScanEnd = field(default_factory=ScanEnd)
+    # summary of the records kept (filled for non-archived segments)
+    last_lsn: int = 0
+    count: int = 0
+    first_ts: float = 0.0
+    last_ts: float = 0.0
+    checkpoint_lsn: int = 0
+    marks: list[tuple[str, int, float]] = field(default_factory=list)
+    blocks: list[fmt.Block] = field(default_factory=list)
+    data_end: int = fmt.HEADER_SIZE
+
+    @property
+    def first_lsn(self) -> int:
+        """First LSN from the header (or the name when the header is unreadable)."""
+        if self.header is not None:
+            return self.header.first_lsn
+        return self.name_lsn or 0
+
+    def info(self) -> SegmentInfo:
+        """The public description."""
+        return SegmentInfo(
+            self.path, self.state, self.first_lsn, self.last_lsn, self.size, self.compressed
+        )
+
+    def rebuilt_seal(self) -> fmt.Seal:
+        """A seal describing the records kept (for segments whose seal was cut off)."""
+        blocks = list(self.blocks)
+        return fmt.Seal(
+            self.last_lsn, self.count, self.first_ts, self.last_ts, self.checkpoint_lsn,
+            self.data_end, tuple(blocks), tuple(self.marks),
+        )
+
+
+@dataclass
+class Analysis:
+    """What recovery found: archive, live segments, where the log ends, what to cut."""
+
+    archive: list[Seg]
+    live: list[Seg]  # pending + active kept, in LSN order
+    cut: tuple[Seg, int] | None = None  # segment and offset where the log was cut
+    cut_reason: str = ""
+    set_aside: list[Seg] = field(default_factory=list)
+    duplicates: list[Seg] = field(default_factory=list)
+    next_lsn: int = 1
+    last_ts: float = 0.0
+    checkpoint_lsn: int = 0
+    archive_last_lsn: int = 0
+
+    def report(self) -> list[str]:
+        """Human-readable lines about what recovery dropped or fixed."""
+        out = []
+        if self.cut is not None:
+            seg, off = self.cut
+            out.append(
+                f"cut {seg.path} at offset {off} after LSN {seg.last_lsn} ({self.cut_reason})"
+            )
+        out += [f"set aside {s.path} (after the cut)" for s in self.set_aside]
+        out += [f"dropped duplicate {s.path} (already archived)" for s in self.duplicates]
+        return out
+
+
+def _list(fs: FileSystem, directory: str, state: str) -> list[Seg]:
+    if not fs.isdir(directory):
+        return []
+    out = []
+    for name in fs.listdir(directory):
+        parsed = parse_segment_name(name)
+        if parsed is not None:
+            out.append(Seg(os.path.join(directory, name), state, parsed[0], parsed[1]))
+    out.sort(key=lambda s: s.name_lsn or 0)
+    return out
+
+
+def list_archive(fs: FileSystem, paths: WalPaths) -> list[Seg]:
+    """Archived segments by name (no file opened)."""
+    return _list(fs, paths.archive, "archive")
+
+
+def load_archived(fs: FileSystem, seg: Seg) -> Seg:
+    """Read an archived segment's header and seal (its records are not read)."""
+    fd = fs.open_read(seg.path)
+    try:
+        seg.size = fs.fsize(fd)
+        try:
+            seg.header = read_header(fs, fd)
+        except fmt.HeaderError as exc:
+            raise WalCorruptionError(f"bad segment header: {exc}", path=seg.path, offset=0) from None
+        if seg.name_lsn is not None and seg.header.first_lsn != seg.name_lsn:
+            raise WalCorruptionError(
+                f"file name says first LSN {seg.name_lsn} but the header says "
+                f"{seg.header.first_lsn}",
+                path=seg.path,
+                offset=0,
+            )
+        seg.compressed = seg.header.compressed
+        seg.seal = read_seal(fs, fd, seg.size)
+        if seg.seal is None:
+            raise WalCorruptionError(
+                "archived segment has no valid seal (footer)", path=seg.path, offset=seg.size
+            )
+        seg.last_lsn = seg.seal.last_lsn
+        seg.last_ts = seg.seal.last_ts
+        seg.checkpoint_lsn = seg.seal.checkpoint_lsn
+        seg.data_end = seg.seal.data_end
+    finally:
+        fs.close(fd)
+    return seg
+
+
+def _scan_live(fs: FileSystem, seg: Seg) -> None:
+    """Read every record of a pending/active segment; fill its summary and ``end``."""
+    fd = fs.open_read(seg.path)
+    try:
+        seg.size = fs.fsize(fd)
+        try:
+            seg.header = read_header(fs, fd)
+        except fmt.HeaderError as exc:
+            seg.header_error = str(exc)
+            seg.end = ScanEnd(fmt.DAMAGED, 0, f"bad segment header: {exc}",
+                              truncated=seg.size < fmt.HEADER_SIZE)
+            return
+        h = seg.header
+        if h.compressed:
+            seg.header_error = "compressed segment outside the archive"
+            seg.end = ScanEnd(fmt.DAMAGED, 0, seg.header_error)
+            return
+        seg.last_lsn = h.first_lsn - 1
+        seg.checkpoint_lsn = h.checkpoint_lsn
+        seg.last_ts = h.created
+        end = ScanEnd()
+        block_off = fmt.HEADER_SIZE
+        block_lsn = h.first_lsn
+        block_ts = h.created
+        prev_ts = h.created
+        interval = fmt.INDEX_INTERVAL_BYTES
+        count = 0
+        for off, lsn, kind, ts, data, p, ln in scan_plain(fs, fd, seg.size, h.first_lsn, end):
+            if count == 0:
+                seg.first_ts = ts
+            count += 1
+            if off - block_off >= interval:
+                seg.blocks.append(fmt.Block(block_lsn, block_ts, block_off, off - block_off,
+                                            off - block_off))
+                block_off, block_lsn, block_ts = off, lsn, prev_ts
+            prev_ts = ts
+            if kind == fmt.RecordKind.CHECKPOINT:
+                cp = fmt.CHECKPOINT_PREFIX.unpack_from(data, p)[0]
+                seg.checkpoint_lsn = max(seg.checkpoint_lsn, cp)
+            elif kind == fmt.RecordKind.MARK:
+                seg.marks.append((bytes(data[p : p + ln]).decode("utf-8", "replace"), lsn, ts))
+        seg.end = end
+        seg.count = count
+        if count:
+            seg.last_lsn = h.first_lsn + count - 1
+            seg.last_ts = prev_ts
+        data_end = end.offset if end.verdict != fmt.END else seg.size
+        if end.verdict == fmt.SEALED:
+            data_end = end.offset
+        if data_end > block_off:
+            seg.blocks.append(fmt.Block(block_lsn, block_ts, block_off, data_end - block_off,
+                                        data_end - block_off))
+        seg.data_end = data_end
+        seg.seal = end.seal
+    finally:
+        fs.close(fd)
+
+
+def _classify(fs: FileSystem, seg: Seg) -> str:
+    """'torn' when nothing valid follows the damage in ``seg``, else 'corrupt'."""
+    offset = seg.end.offset
+    fd = fs.open_read(seg.path)
+    try:
+        tail = fs.pread(fd, seg.size - offset, offset) if seg.size > offset else b""
+    finally:
+        fs.close(fd)
+    if not tail or fmt.is_zero(tail, 0):
+        return "torn"
+    cont = fmt.find_continuation(tail, 0, seg.last_lsn)
+    return "torn" if cont is None else "corrupt"
+
+
+def analyze(
+    fs: FileSystem, paths: WalPaths, config: WalConfig, *, full_archive: bool = False
+) -> Analysis:
+    """Find the log's segments and its end without changing anything on disk."""
+    mode = config.recovery_mode
+    archive = list_archive(fs, paths)
+    # The same first LSN twice in the archive (e.g. plain and compressed) is one segment.
+    by_lsn: dict[int, Seg] = {}
+    for s in archive:
+        assert s.name_lsn is not None
+        if s.name_lsn in by_lsn:
+            raise WalCorruptionError(
+                f"two archived segments start at LSN {s.name_lsn}: {by_lsn[s.name_lsn].path} "
+                f"and {s.path}",
+                path=s.path,
+            )
+        by_lsn[s.name_lsn] = s
+    an = Analysis(archive=archive, live=[])
+    to_load = archive if full_archive else archive[-1:]
+    for s in to_load:
+        load_archived(fs, s)
+    if archive:
+        tail = archive[-1]
+        an.archive_last_lsn = tail.last_lsn
+        an.next_lsn = tail.last_lsn + 1
+        an.last_ts = tail.last_ts
+        an.checkpoint_lsn = tail.checkpoint_lsn
+    if full_archive:
+        prev: Seg | None = None
+        for s in archive:
+            if prev is not None and s.first_lsn != prev.last_lsn + 1:
+                _continuity_error(prev, s)
+            prev = s
+
+    pending = _list(fs, paths.pending, "pending")
+    live: list[Seg] = []
+    for s in pending:
+        _scan_live(fs, s)
+        live.append(s)
+    live.sort(key=lambda s: s.first_lsn)
+    if fs.exists(paths.active):
+        act = Seg(paths.active, "active", None)
+        _scan_live(fs, act)
+        if act.header is None:
+            # An active file without a valid header holds nothing we wrote durably:
+            # crash right after its creation. It sorts last.
+            act.name_lsn = (live[-1].last_lsn + 1) if live else an.next_lsn
+        live.append(act)
+
+    expected: int | None = an.next_lsn if archive else None
+    prev_seg: Seg | None = archive[-1] if archive else None
+    kept: list[Seg] = []
+    for i, s in enumerate(live):
+        if s.header is not None and s.name_lsn is not None and s.state == "pending" and \
+                s.header.first_lsn != s.name_lsn:
+            raise WalCorruptionError(
+                f"file name says first LSN {s.name_lsn} but the header says "
+                f"{s.header.first_lsn}", path=s.path, offset=0)
+        if expected is not None and s.header is not None and s.first_lsn < expected:
+            dup = by_lsn.get(s.first_lsn)
+            if dup is not None and s.state == "pending":
+                load_archived(fs, dup)
+                if dup.last_lsn == s.last_lsn and s.end.verdict in (fmt.SEALED, fmt.END):
+                    an.duplicates.append(s)
+                    continue
+            assert prev_seg is not None
+            _continuity_error(prev_seg, s)
+        if expected is not None and s.header is not None and s.first_lsn > expected:
+            if mode != "stop_at_corruption":
+                assert prev_seg is not None
+                _continuity_error(prev_seg, s)
+            an.set_aside.extend(live[i:])
+            an.cut_reason = f"gap before {s.path}"
+            break
+        damaged = s.end.verdict == fmt.DAMAGED
+        if damaged:
+            kind = "corrupt" if mode == "strict" else _classify(fs, s)
+            if mode == "strict" or (kind == "corrupt" and mode == "tolerate_tail"):
+                raise WalCorruptionError(
+                    f"{s.end.reason} ({'torn tail' if kind == 'torn' else 'corruption'}"
+                    f" in a {s.state} segment, recovery_mode={mode!r})",
+                    path=s.path, offset=s.end.offset, lsn=s.last_lsn if s.header else None,
+                )
+            an.cut_reason = f"{kind}: {s.end.reason}"
+            if s.header is None:
+                an.set_aside.extend(live[i:])
+            else:
+                an.cut = (s, s.end.offset)
+                kept.append(s)
+                an.set_aside.extend(live[i + 1 :])
+            break
+        kept.append(s)
+        expected = s.last_lsn + 1
+        prev_seg = s
+    an.live = kept
+    for s in kept:
+        an.next_lsn = max(an.next_lsn, s.last_lsn + 1, s.first_lsn)
+        an.last_ts = max(an.last_ts, s.last_ts)
+        an.checkpoint_lsn = max(an.checkpoint_lsn, s.checkpoint_lsn)
+    return an
+
+
+def _continuity_error(prev: Seg, seg: Seg) -> None:
+    what = "gap" if seg.first_lsn > prev.last_lsn + 1 else "overlap"
+    raise WalCorruptionError(
+        f"LSN {what} between segments: {prev.path} ends at LSN {prev.last_lsn}, "
+        f"{seg.path} starts at LSN {seg.first_lsn}",
+        path=seg.path,
+        offset=0,
+        lsn=prev.last_lsn,
+    )
+
+
+def apply_cuts(fs: FileSystem, an: Analysis) -> None:
+    """Carry out what ``analyze`` decided: cut the torn tail, set aside later files.
+
+    The cut bytes are kept in ``<segment>.broken`` (fsynced before the segment is
+    truncated), so the evidence survives; set-aside segments are renamed to
+    ``<name>.broken``. Duplicates are deleted (the archived copy is durable).
+    """
+    backend = fs.sync_backend()
+    touched_dirs: set[str] = set()
+    if an.cut is not None:
+        seg, off = an.cut
+        fd = fs.open_write(seg.path)
+        try:
+            size = fs.fsize(fd)
+            rfd = fs.open_read(seg.path)
+            try:
+                cut_bytes = fs.pread(rfd, size - off, off)
+            finally:
+                fs.close(rfd)
+            broken = _free_name(fs, seg.path + BROKEN_SUFFIX)
+            bfd = fs.create(broken)
+            try:
+                fs.write(bfd, cut_bytes)
+                backend.sync_file(bfd)
+            finally:
+                fs.close(bfd)
+            fs.truncate(fd, off)
+            backend.sync_file(fd)
+        finally:
+            fs.close(fd)
+        touched_dirs.add(os.path.dirname(seg.path))
+        log.warning("lsnwal recovery: %s", an.report()[0])
+    for s in an.set_aside:
+        fs.rename(s.path, _free_name(fs, s.path + BROKEN_SUFFIX))
+        touched_dirs.add(os.path.dirname(s.path))
+        log.warning("lsnwal recovery: set aside %s", s.path)
+    for s in an.duplicates:
+        fs.unlink(s.path)
+        touched_dirs.add(os.path.dirname(s.path))
+    for d in sorted(touched_dirs):
+        dfd = fs.open_dir(d)
+        try:
+            backend.sync_dir(dfd)
+        finally:
+            fs.close(dfd)
+
+
+def _free_name(fs: FileSystem, path: str) -> str:
+    if not fs.exists(path):
+        return path
+    n = 1
+    while fs.exists(f"{path}.{n}"):
+        n += 1
+    return f"{path}.{n}"
+
+
+def collect_all_segments(
+    path: str | os.PathLike[str], config: WalConfig | None = None, *, fs: FileSystem | None = None
+) -> list[SegmentInfo]:
+    """Every segment of the WAL (archive, pending, active) ordered by header first LSN.
+
+    Reads every archived segment's header and seal and every record of the
+    pending and active segments; raises ``WalCorruptionError`` on a gap or an
+    overlap (naming both files) or on damage the recovery mode does not allow.
+    Changes nothing on disk.
+    """
+    from .fs import OsFileSystem
+
+    fs = fs or OsFileSystem()
+    cfg = config or WalConfig()
+    paths = WalPaths.of(path, cfg)
+    if not fs.isdir(paths.root):
+        raise FileNotFoundError(f"no WAL directory at {paths.root}")
+    an = analyze(fs, paths, cfg, full_archive=True)
+    return [s.info() for s in an.archive] + [s.info() for s in an.live]
+
+
+__all__ = ["ACTIVE_NAME", "Analysis", "SegmentInfo", "analyze", "collect_all_segments"]

@@ -1,0 +1,365 @@
+"""Reading the log back: ``replay`` (point-in-time), ``restore``, ``verify``, ``list_marks``.
+
+Owns the read side. Everything here is read-only on the source directory and
+goes through ``recovery.analyze`` (which segments exist and where the log ends)
+and the one record decoder. Rules kept here:
+
+* ``replay`` streams records in LSN order (1 MiB reads; a segment is never loaded
+  whole) and stops exactly at its target; a target that cannot be met raises
+  ``RecoveryTargetError`` before the first record instead of returning everything.
+* Seeking to ``from_lsn`` uses segment names (checked against headers) and the
+  per-segment index in the seal; earlier segments are not read.
+* Damage found in the archive raises ``WalCorruptionError`` with file, offset and
+  last good LSN (``stop_at_corruption`` ends the replay there instead).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from . import format as fmt
+from .config import WalConfig
+from .errors import LsnUnavailableError, RecoveryTargetError, WalCorruptionError
+from .fs import FileSystem, OsFileSystem
+from .names import WalPaths
+from .recovery import Analysis, Seg, analyze, load_archived
+from .restore import RestoreResult, write_restored
+from .segment import ScanEnd, read_header, read_seal, scan_compressed, scan_plain, seek_offset
+
+_RETRIES = 5  # a live WAL may rotate/archive between our listings: look again
+
+
+def _time_target(value: float | int | _dt.datetime) -> float:
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("until_time must be an aware datetime (or epoch seconds)")
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("until_time must be epoch seconds or an aware datetime")
+    return float(value)
+
+
+def _analyze_live(fs: FileSystem, paths: WalPaths, cfg: WalConfig) -> Analysis:
+    if not fs.isdir(paths.root):
+        raise FileNotFoundError(f"no WAL directory at {paths.root}")
+    last_exc: Exception | None = None
+    for _ in range(_RETRIES):
+        try:
+            return analyze(fs, paths, cfg)
+        except (FileNotFoundError, WalCorruptionError) as exc:
+            last_exc = exc
+    assert last_exc is not None
+    raise last_exc
+
+
+def _segments(an: Analysis) -> list[Seg]:
+    return [*an.archive, *an.live]
+
+
+def _marks(fs: FileSystem, an: Analysis) -> list[tuple[str, int, float]]:
+    out: list[tuple[str, int, float]] = []
+    for s in an.archive:
+        if s.seal is None:
+            load_archived(fs, s)
+        assert s.seal is not None
+        out.extend(s.seal.marks)
+    for s in an.live:
+        out.extend(s.marks)
+    return out
+
+
+def list_marks(
+    path: str | os.PathLike[str], *, config: WalConfig | None = None, fs: FileSystem | None = None
+) -> list[tuple[str, int, float]]:
+    """Every named restore point as ``(name, lsn, timestamp)``, in LSN order."""
+    fs = fs or OsFileSystem()
+    cfg = config or WalConfig()
+    an = _analyze_live(fs, WalPaths.of(path, cfg), cfg)
+    return sorted(_marks(fs, an), key=lambda m: m[1])
+
+
+def _iter_segment(
+    fs: FileSystem,
+    seg: Seg,
+    expected: int,
+    from_lsn: int,
+    stop_quietly: bool,
+    seen: list[int] | None = None,
+) -> Iterator[fmt.Record]:
+    """Records of one segment with LSN >= ``from_lsn`` (segment must start at ``expected``).
+
+    ``seen[0]`` is set to the last LSN scanned, yielded or not.
+    """
+    fd = fs.open_read(seg.path)
+    try:
+        size = fs.fsize(fd)
+        try:
+            header = read_header(fs, fd)
+        except fmt.HeaderError as exc:
+            raise WalCorruptionError(f"bad segment header: {exc}", path=seg.path, offset=0,
+                                     lsn=expected - 1) from None
+        if header.first_lsn != expected:
+            raise WalCorruptionError(
+                f"segment starts at LSN {header.first_lsn} where {expected} was expected "
+                "(missing or extra segment)", path=seg.path, offset=0, lsn=expected - 1)
+        end = ScanEnd()
+        live = seg.state != "archive"
+        if header.compressed:
+            seal = read_seal(fs, fd, size)
+            if seal is None:
+                raise WalCorruptionError("compressed segment without a valid seal",
+                                         path=seg.path, offset=size, lsn=expected - 1)
+            raw = scan_compressed(fs, fd, seal, expected, end, from_lsn)
+        else:
+            start, start_lsn = fmt.HEADER_SIZE, expected
+            if from_lsn > expected and not live:
+                seal = read_seal(fs, fd, size)
+                if seal is not None:
+                    off, lsn = seek_offset(seal, from_lsn)
+                    if lsn > 0:
+                        start, start_lsn = off, lsn
+            limit = seg.data_end if live else size
+            raw = scan_plain(fs, fd, limit, start_lsn, end, start)
+        last = expected - 1
+        for _off, lsn, kind, ts, data, p, ln in raw:
+            last = lsn
+            if seen is not None:
+                seen[0] = lsn
+            if lsn >= from_lsn:
+                yield fmt.make_record(lsn, kind, ts, bytes(data[p : p + ln]))
+        if end.verdict == fmt.DAMAGED and not (live and end.offset >= seg.data_end):
+            if stop_quietly:
+                return
+            raise WalCorruptionError(end.reason, path=seg.path, offset=end.offset,
+                                     lsn=end.last_lsn if end.last_lsn is not None else last)
+    finally:
+        fs.close(fd)
+
+
+def replay(
+    path: str | os.PathLike[str],
+    *,
+    config: WalConfig | None = None,
+    from_lsn: int | None = None,
+    until_lsn: int | None = None,
+    until_time: float | _dt.datetime | None = None,
+    until_mark: str | None = None,
+    inclusive: bool = True,
+    kinds: Iterable[fmt.RecordKind] | None = None,
+    fs: FileSystem | None = None,
+) -> Iterator[fmt.Record]:
+    """Stream the WAL's records in LSN order, stopping exactly at the target.
+
+    Raises (before yielding) ``LsnUnavailableError`` for a pruned or unwritten
+    ``from_lsn`` and ``RecoveryTargetError`` for a target that cannot be met.
+    """
+    targets = [t is not None for t in (until_lsn, until_time, until_mark)]
+    if sum(targets) > 1:
+        raise ValueError("give at most one of until_lsn, until_time, until_mark")
+    t_target = _time_target(until_time) if until_time is not None else None
+    for name, v in (("from_lsn", from_lsn), ("until_lsn", until_lsn)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be a positive int")
+    kind_set = None if kinds is None else frozenset(fmt.RecordKind(k) for k in kinds)
+    fs = fs or OsFileSystem()
+    cfg = config or WalConfig()
+    an = _analyze_live(fs, WalPaths.of(path, cfg), cfg)
+    return _replay(fs, an, cfg, from_lsn, until_lsn, t_target, until_mark, inclusive, kind_set)
+
+
+def _replay(
+    fs: FileSystem,
+    an: Analysis,
+    cfg: WalConfig,
+    from_lsn: int | None,
+    until_lsn: int | None,
+    t_target: float | None,
+    until_mark: str | None,
+    inclusive: bool,
+    kinds: frozenset[fmt.RecordKind] | None,
+) -> Iterator[fmt.Record]:
+    segs = [s for s in _segments(an) if s.state == "archive" or s.count or s.end.seal]
+    last_lsn = an.next_lsn - 1
+    oldest = segs[0].first_lsn if segs else an.next_lsn
+    start = oldest if from_lsn is None else from_lsn
+    if start < oldest:
+        raise LsnUnavailableError(
+            f"LSN {start} is no longer retained (the oldest retained record is {oldest})")
+    if start > last_lsn + 1:
+        raise LsnUnavailableError(f"LSN {start} was never written (last LSN is {last_lsn})")
+    stop_lsn = last_lsn
+    if until_mark is not None:
+        found = [lsn for name, lsn, _ts in _marks(fs, an) if name == until_mark]
+        if not found:
+            raise RecoveryTargetError(f"no mark named {until_mark!r} in this WAL")
+        until_lsn = min(found)
+    if until_lsn is not None:
+        if until_lsn > last_lsn:
+            raise RecoveryTargetError(
+                f"target LSN {until_lsn} is past the end of the log (last LSN {last_lsn})")
+        if until_lsn < oldest:
+            raise RecoveryTargetError(
+                f"target LSN {until_lsn} is before the oldest retained record {oldest}")
+        stop_lsn = until_lsn if inclusive else until_lsn - 1
+    return _stream(fs, segs, start, stop_lsn, t_target, inclusive, kinds,
+                   cfg.recovery_mode == "stop_at_corruption")
+
+
+def _stream(
+    fs: FileSystem,
+    segs: list[Seg],
+    start: int,
+    stop_lsn: int,
+    t_target: float | None,
+    inclusive: bool,
+    kinds: frozenset[fmt.RecordKind] | None,
+    stop_quietly: bool,
+) -> Iterator[fmt.Record]:
+    # Choose the first segment by name/header LSN (names are checked on open).
+    i = 0
+    for j, s in enumerate(segs):
+        if s.first_lsn <= start:
+            i = j
+    first_seen = False
+    expected = segs[i].first_lsn if segs else start
+    for seg in segs[i:]:
+        if expected > stop_lsn:
+            return
+        seen = [expected - 1]
+        for rec in _iter_segment(fs, seg, expected, start, stop_quietly, seen):
+            if rec.lsn > stop_lsn:
+                return
+            if t_target is not None:
+                if not first_seen and rec.timestamp > t_target:
+                    raise RecoveryTargetError(
+                        f"target time {t_target} is before the first record "
+                        f"(LSN {rec.lsn} at {rec.timestamp})")
+                if rec.timestamp > t_target or (not inclusive and rec.timestamp >= t_target):
+                    return
+            first_seen = True
+            if kinds is None or rec.kind in kinds:
+                yield rec
+        expected = seen[0] + 1
+
+
+def _seg_last(seg: Seg) -> int:
+    return seg.last_lsn if seg.state != "archive" or seg.seal else seg.first_lsn - 1
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing ``verify`` found wrong."""
+
+    file: str
+    offset: int | None
+    lsn: int | None
+    message: str
+
+
+@dataclass
+class VerifyReport:
+    """The result of ``verify``: ``ok`` is False when any problem was found."""
+
+    ok: bool = True
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    segments: int = 0
+    records: int = 0
+    first_lsn: int | None = None
+    last_lsn: int | None = None
+
+    def add(self, file: str, offset: int | None, lsn: int | None, message: str) -> None:
+        """Record a problem."""
+        self.ok = False
+        self.problems.append(Problem(file, offset, lsn, message))
+
+
+def verify(
+    path: str | os.PathLike[str], *, config: WalConfig | None = None, fs: FileSystem | None = None
+) -> VerifyReport:
+    """Check the whole WAL read-only: headers, seals, every CRC, LSN continuity.
+
+    Never raises for damage it finds: every problem goes into the report. A torn
+    tail outside the archive (what a crash leaves; open() cuts it) is a warning.
+    """
+    fs = fs or OsFileSystem()
+    cfg = (config or WalConfig()).replace(recovery_mode="stop_at_corruption")
+    paths = WalPaths.of(path, cfg)
+    report = VerifyReport()
+    if not fs.isdir(paths.root):
+        report.add(paths.root, None, None, "no WAL directory here")
+        return report
+    try:
+        an = _analyze_live(fs, paths, cfg)
+    except WalCorruptionError as exc:
+        report.add(exc.path or paths.root, exc.offset, exc.lsn, exc.reason)
+        return report
+    report.warnings.extend(an.report())
+    if an.cut is not None or an.set_aside:
+        strict = (config or WalConfig()).replace(recovery_mode="tolerate_tail")
+        try:
+            analyze(fs, paths, strict)
+        except WalCorruptionError as exc:
+            report.add(exc.path or paths.root, exc.offset, exc.lsn, exc.reason)
+    segs = [s for s in _segments(an) if s.state == "archive" or s.count or s.end.seal]
+    report.segments = len(segs)
+    expected: int | None = None
+    prev: Seg | None = None
+    for seg in segs:
+        if seg.state == "archive":
+            try:
+                load_archived(fs, seg)
+            except WalCorruptionError as exc:
+                report.add(seg.path, exc.offset, exc.lsn, exc.reason)
+                expected = None
+                continue
+        if expected is not None and seg.first_lsn != expected:
+            what = "gap" if seg.first_lsn > expected else "overlap"
+            report.add(seg.path, 0, expected - 1,
+                       f"LSN {what}: {prev.path if prev else '?'} ends at {expected - 1}, "
+                       f"this segment starts at {seg.first_lsn}")
+        try:
+            n = 0
+            for rec in _iter_segment(fs, seg, seg.first_lsn, seg.first_lsn, False):
+                n += 1
+                if report.first_lsn is None:
+                    report.first_lsn = rec.lsn
+                report.last_lsn = rec.lsn
+            report.records += n
+            if seg.state == "archive" and seg.seal is not None and n != seg.seal.record_count:
+                report.add(seg.path, None, None,
+                           f"seal counts {seg.seal.record_count} records, found {n}")
+        except WalCorruptionError as exc:
+            report.add(seg.path, exc.offset, exc.lsn, exc.reason)
+        expected = _seg_last(seg) + 1
+        prev = seg
+    return report
+
+
+def restore(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    config: WalConfig | None = None,
+    until_lsn: int | None = None,
+    until_time: float | _dt.datetime | None = None,
+    until_mark: str | None = None,
+    inclusive: bool = True,
+    fs: FileSystem | None = None,
+) -> RestoreResult:
+    """Build a new WAL directory at ``target`` holding exactly the records up to the target.
+
+    The source is only read. ``target`` must not exist or be empty. Opening the
+    restored WAL continues at the target LSN + 1.
+    """
+    fs = fs or OsFileSystem()
+    cfg = config or WalConfig()
+    tgt = os.path.abspath(os.fspath(target))
+    if fs.exists(tgt) and (not fs.isdir(tgt) or fs.listdir(tgt)):
+        raise FileExistsError(f"restore target {tgt} exists and is not an empty directory")
+    records = replay(source, config=cfg, until_lsn=until_lsn, until_time=until_time,
+                     until_mark=until_mark, inclusive=inclusive, fs=fs)
+    return write_restored(fs, tgt, records)

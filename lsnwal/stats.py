@@ -1,0 +1,43 @@
+"""``WalStats``: the snapshot an operator watches (returned by ``wal.stats()``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class WalStats:
+    """A point-in-time snapshot of one WAL's counters (see docs/operations.md)."""
+
+    last_lsn: int
+    synced_lsn: int
+    checkpoint_lsn: int
+    records_appended: int
+    bytes_appended: int
+    rotations: int
+    fsyncs: int
+    fsync_p50_s: float
+    fsync_p99_s: float
+    fsync_max_s: float
+    commits: int
+    commits_per_fsync: float
+    pending_segments: int
+    pending_bytes: int
+    archive_segments: int
+    archive_bytes: int
+    backpressure_wait_s: float
+    dir_fsyncs: int
+    pruned_segments: int = 0
+    failed: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        """The snapshot as a plain dict (for JSON or logging)."""
+        return asdict(self)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of already sorted values, nearest rank; 0.0 when empty."""
+    if not sorted_values:
+        return 0.0
+    k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[k]

@@ -1,0 +1,291 @@
+"""The segment writer: LSN assignment, the active segment, its buffer, index and seal.
+
+Owns the active segment file and the next LSN. It is not thread-safe: the
+``AsyncWalWriter`` calls it under its lock. It never fsyncs; ``rotate`` returns a
+``SealedSegment`` that the caller hands to whoever syncs it (the writer does not
+import the sync manager — data flows one way).
+
+Rotation, step by step (crash windows in the comments):
+
+1. append the SEAL record and trailer to the buffer and write the buffer out
+   — crash: the active file may be torn anywhere after its last fsync; recovery
+   cuts the torn tail, nothing acknowledged lives there;
+2. rename ``active.wal`` to ``pending/<first_lsn>.wal`` (never replacing)
+   — crash: either name survives (rename is atomic); recovery finds it either way;
+3. create a new ``active.wal`` and write its header (first LSN = last + 1,
+   carrying the durable checkpoint LSN) — crash: the new file may be missing,
+   empty or header-only; recovery recreates it and LSNs continue from the header
+   or from the last record found. Its directory entry is made durable (fsync of
+   the WAL directory) before any record in it is acknowledged (see wal.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from . import format as fmt
+from .fs import FailpointHook, FileSystem
+from .names import WalPaths, segment_name
+
+_EMPTY_SEAL_BYTES = fmt.RECORD_HEADER_SIZE + fmt.SEAL_FIXED.size + fmt.TRAILER_SIZE
+
+
+@dataclass
+class SealedSegment:
+    """A rotated segment handed to the sync manager (it owns ``fd`` from now on)."""
+
+    path: str
+    fd: int
+    first_lsn: int
+    last_lsn: int
+    size_bytes: int
+    last_ts: float
+
+
+class SegmentWriter:
+    """Appends records to the active segment and rotates it into ``pending/``."""
+
+    def __init__(
+        self,
+        fs: FileSystem,
+        paths: WalPaths,
+        *,
+        next_lsn: int,
+        last_ts: float,
+        checkpoint_lsn: int,
+        segment_max_bytes: int,
+        write_buffer_bytes: int,
+        failpoint: FailpointHook | None = None,
+    ) -> None:
+        self._fs = fs
+        self._paths = paths
+        self._max = segment_max_bytes
+        self._flush_at = write_buffer_bytes
+        self._fp = failpoint
+        self.next_lsn = next_lsn
+        self.last_ts = last_ts
+        #: durable checkpoint LSN written into the headers of new segments
+        self.header_checkpoint = checkpoint_lsn
+        self.buf = bytearray()
+        self.fd = -1
+        self.generation = 0
+        self.dir_synced = False
+        self._start_segment()
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def last_lsn(self) -> int:
+        """The last LSN assigned."""
+        return self.next_lsn - 1
+
+    @property
+    def record_count(self) -> int:
+        """Records in the active segment."""
+        return self.next_lsn - self.first_lsn
+
+    @property
+    def active_bytes(self) -> int:
+        """Bytes in the active segment, written or buffered."""
+        return self.file_size + len(self.buf)
+
+    def _start_segment(self) -> None:
+        """Create a fresh active file whose first LSN is ``next_lsn`` (steps 3 above)."""
+        fs = self._fs
+        created = max(time.time(), self.last_ts)
+        header = fmt.encode_segment_header(self.next_lsn, created, self.header_checkpoint)
+        if self._fp is not None:
+            self._fp("before_active_create")
+        fd = fs.create(self._paths.active)
+        try:
+            fs.write(fd, header)
+        except BaseException:
+            fs.close(fd)
+            raise
+        if self._fp is not None:
+            self._fp("after_active_create")
+        self.fd = fd
+        self.generation += 1
+        self.dir_synced = False
+        self.first_lsn = self.next_lsn
+        self.file_size = fmt.HEADER_SIZE
+        self.first_ts = 0.0
+        self.blocks: list[fmt.Block] = []
+        self.block_offset = fmt.HEADER_SIZE
+        self.block_first_lsn = self.next_lsn
+        self.block_first_ts = self.last_ts
+        self.buf_first_lsn = self.next_lsn
+        self.flushed_ts = self.last_ts
+        self.marks: list[tuple[str, int, float]] = []
+        self.seg_checkpoint = self.header_checkpoint
+        self.seal_reserve = _EMPTY_SEAL_BYTES + fmt.SEAL_BLOCK.size
+
+    # ------------------------------------------------------------------ appends
+
+    def fits(self, payload_len: int) -> bool:
+        """True if a record of ``payload_len`` bytes may go into the active segment.
+
+        A segment that holds no record accepts anything (a large record gets a
+        segment of its own); otherwise the record must keep the segment, seal
+        included, within ``segment_max_bytes``.
+        """
+        if self.next_lsn == self.first_lsn:
+            return True
+        total = self.file_size + len(self.buf) + fmt.RECORD_HEADER_SIZE + payload_len
+        return total + self.seal_reserve <= self._max
+
+    def append(self, kind: int, payload: bytes) -> int:
+        """Append one record (the caller checked ``fits``); return its LSN."""
+        lsn = self.next_lsn
+        ts = time.time()
+        if ts < self.last_ts:  # keep timestamps monotonic within the WAL
+            ts = self.last_ts
+        buf = self.buf
+        if lsn == self.first_lsn:
+            self.first_ts = ts
+        tail = fmt.RECORD_HEADER_TAIL.pack(len(payload), lsn, ts, kind, 0, 0)
+        buf += fmt.U32.pack(fmt.crc32c(payload, fmt.crc32c(tail)))
+        buf += tail
+        buf += payload
+        self.next_lsn = lsn + 1
+        self.last_ts = ts
+        if kind != fmt.RecordKind.DATA:
+            self._note_special(kind, lsn, ts, payload)
+        if len(buf) >= self._flush_at:
+            self.flush()
+        return lsn
+
+    def append_at(self, kind: int, payload: bytes, ts: float) -> int:
+        """Append one record with a given timestamp (restore copies records as they were)."""
+        saved = self.last_ts
+        self.last_ts = max(saved, ts)
+        lsn = self.next_lsn
+        if lsn == self.first_lsn:
+            self.first_ts = self.last_ts
+        buf = self.buf
+        tail = fmt.RECORD_HEADER_TAIL.pack(len(payload), lsn, self.last_ts, kind, 0, 0)
+        buf += fmt.U32.pack(fmt.crc32c(payload, fmt.crc32c(tail)))
+        buf += tail
+        buf += payload
+        self.next_lsn = lsn + 1
+        if kind != fmt.RecordKind.DATA:
+            self._note_special(kind, lsn, self.last_ts, payload)
+        if len(buf) >= self._flush_at:
+            self.flush()
+        return lsn
+
+    def append_many(self, payloads: list[bytes]) -> int:
+        """Append DATA records that all fit; return the first LSN. One timestamp for all."""
+        lsn = first = self.next_lsn
+        ts = time.time()
+        if ts < self.last_ts:
+            ts = self.last_ts
+        if lsn == self.first_lsn:
+            self.first_ts = ts
+        buf = self.buf
+        pack = fmt.RECORD_HEADER_TAIL.pack
+        upack = fmt.U32.pack
+        crc = fmt.crc32c
+        data_kind = int(fmt.RecordKind.DATA)
+        flush_at = self._flush_at
+        for p in payloads:
+            tail = pack(len(p), lsn, ts, data_kind, 0, 0)
+            buf += upack(crc(p, crc(tail)))
+            buf += tail
+            buf += p
+            lsn += 1
+            if len(buf) >= flush_at:
+                self.next_lsn = lsn
+                self.flush()
+                buf = self.buf
+        self.next_lsn = lsn
+        self.last_ts = ts
+        return first
+
+    def _note_special(self, kind: int, lsn: int, ts: float, payload: bytes) -> None:
+        if kind == fmt.RecordKind.MARK:
+            name = payload.decode("utf-8")
+            self.marks.append((name, lsn, ts))
+            self.seal_reserve += fmt.SEAL_MARK.size + len(payload)
+        elif kind == fmt.RecordKind.CHECKPOINT:
+            (cp,) = fmt.CHECKPOINT_PREFIX.unpack_from(payload, 0)
+            self.seg_checkpoint = max(self.seg_checkpoint, cp)
+
+    def flush(self) -> None:
+        """Hand buffered records to the OS (one write); start index blocks as they fill."""
+        buf = self.buf
+        if not buf:
+            return
+        if self.file_size - self.block_offset >= fmt.INDEX_INTERVAL_BYTES:
+            self._close_block(self.file_size)
+            self.block_offset = self.file_size
+            self.block_first_lsn = self.buf_first_lsn
+            self.block_first_ts = self.flushed_ts
+        if self._fp is not None:
+            self._fp("before_record_write")
+        self._fs.write(self.fd, buf)
+        if self._fp is not None:
+            self._fp("after_record_write")
+        self.file_size += len(buf)
+        self.buf = bytearray()
+        self.buf_first_lsn = self.next_lsn
+        self.flushed_ts = self.last_ts  # a lower bound for the next block's first timestamp
+
+    def _close_block(self, end: int) -> None:
+        length = end - self.block_offset
+        if length > 0:
+            self.blocks.append(
+                fmt.Block(self.block_first_lsn, self.block_first_ts, self.block_offset, length,
+                          length, 0)
+            )
+            self.seal_reserve += fmt.SEAL_BLOCK.size
+
+    # ------------------------------------------------------------------ rotation
+
+    def seal_info(self) -> fmt.Seal:
+        """The footer describing the active segment as written so far (after a flush)."""
+        return fmt.Seal(
+            last_lsn=self.next_lsn - 1,
+            record_count=self.next_lsn - self.first_lsn,
+            first_ts=self.first_ts,
+            last_ts=self.last_ts,
+            checkpoint_lsn=self.seg_checkpoint,
+            data_end=self.file_size,
+            blocks=tuple(self.blocks),
+            marks=tuple(self.marks),
+        )
+
+    def rotate(self) -> SealedSegment:
+        """Seal the active segment, move it to ``pending/`` and start a new one."""
+        self.flush()
+        self._close_block(self.file_size)
+        seal = self.seal_info()
+        self.buf += fmt.encode_seal(seal)
+        if self._fp is not None:
+            self._fp("before_record_write")
+        self._fs.write(self.fd, self.buf)
+        if self._fp is not None:
+            self._fp("after_record_write")
+        size = self.file_size + len(self.buf)
+        self.buf = bytearray()
+        dst = os.path.join(self._paths.pending, segment_name(self.first_lsn))
+        if self._fp is not None:
+            self._fp("before_rotate_rename")
+        self._fs.rename(self._paths.active, dst)
+        if self._fp is not None:
+            self._fp("after_rotate_rename")
+        sealed = SealedSegment(dst, self.fd, self.first_lsn, seal.last_lsn, size, self.last_ts)
+        self.fd = -1
+        self._start_segment()
+        return sealed
+
+    def close(self) -> None:
+        """Write out the buffer and close the active file (no fsync here)."""
+        if self.fd >= 0:
+            try:
+                self.flush()
+            finally:
+                self._fs.close(self.fd)
+                self.fd = -1
