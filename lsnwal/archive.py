@@ -40,6 +40,10 @@ from .writer import SealedSegment
 
 log = logging.getLogger("lsnwal")
 
+#: the archiver gathers synced segments for up to this long (or this many) per batch
+ARCHIVE_BATCH_DELAY_S = 0.05
+ARCHIVE_BATCH_SEGMENTS = 256
+
 
 @dataclass
 class ArchivedSegment:
@@ -86,6 +90,7 @@ class Archiver:
         self._queue: collections.deque[SealedSegment] = collections.deque()
         self._busy = False
         self._stopping = False
+        self._drain_requested = 0
         self.error: BaseException | None = None
         self.segments: collections.deque[ArchivedSegment] = collections.deque(
             ArchivedSegment(s.path, s.first_lsn, s.size or _size(fs, s.path), s.seal and
@@ -140,6 +145,19 @@ class Archiver:
                     or self._stopping
                     or bool(self._cp_pending and self._cp_pending[0][0] <= self._synced_lsn)
                 )
+                # Batch: one rename burst and one directory fsync for many segments, so
+                # that archiving does not compete with commit fsyncs for the journal.
+                # This thread is off the commit path; the wait delays only archiving.
+                deadline = time.monotonic() + ARCHIVE_BATCH_DELAY_S
+                while (
+                    len(self._queue) < ARCHIVE_BATCH_SEGMENTS
+                    and not self._stopping
+                    and not self._drain_requested
+                ):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cv.wait(remaining)
                 batch = list(self._queue)
                 self._queue.clear()
                 cp = self._durable_checkpoint_locked()
@@ -320,8 +338,9 @@ class Archiver:
 
     def prune_now(self, dry_run: bool) -> list[PruneCandidate]:
         """Apply (or with ``dry_run`` only list) retention now, from the caller's thread."""
+        self.drain()
         with self._cv:
-            self._cv.wait_for(lambda: not self._busy and not self._queue)
+            self._cv.wait_for(lambda: not self._busy)
             cp = self._durable_checkpoint_locked()
             self._busy = True
         try:
@@ -334,7 +353,12 @@ class Archiver:
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far has been archived (and pruned)."""
         with self._cv:
-            return self._cv.wait_for(lambda: not self._queue and not self._busy, timeout)
+            self._drain_requested += 1
+            self._cv.notify_all()
+            try:
+                return self._cv.wait_for(lambda: not self._queue and not self._busy, timeout)
+            finally:
+                self._drain_requested -= 1
 
     def stop(self) -> None:
         """Finish queued work and join the thread."""

@@ -170,6 +170,9 @@ class SegmentSyncManager:
         self.failure: WalSyncError | None = None
         self._handles: collections.deque[SyncHandle] = collections.deque()
         self._stopping = False
+        #: set by sync_async while the thread is busy: rotate once it is free
+        self.rotation_wanted = False
+        self.rotate_callback: Callable[[], None] | None = None
         self.counters = SyncCounters()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -187,6 +190,15 @@ class SegmentSyncManager:
     def idle(self) -> bool:
         """True when no rotated segment waits for or is being fsynced."""
         return not self._queue and self._inflight == 0
+
+    def want_rotation(self) -> bool:
+        """Group commit: if the thread is busy, ask it to rotate when free (True);
+        False when it is idle and the caller should rotate now."""
+        with self.cv:
+            if not self._queue and self._inflight == 0:
+                return False
+            self.rotation_wanted = True
+            return True
 
     def handle(self, target_lsn: int) -> SyncHandle:
         """A handle for ``target_lsn`` (done at once if already durable)."""
@@ -308,10 +320,31 @@ class SegmentSyncManager:
         fp = self._fp
         while True:
             with cv:
-                while not self._queue and not self._stopping and self.failure is None:
+                while (not self._queue and not self.rotation_wanted and not self._stopping
+                       and self.failure is None):
                     cv.wait()
-                if self.failure is not None or (self._stopping and not self._queue):
+                if self.failure is not None:
                     break
+                wanted = self.rotation_wanted and not self._queue
+                if wanted:
+                    self.rotation_wanted = False
+                    self._inflight = 1  # stay "busy" so new commits keep coalescing
+                elif self._stopping and not self._queue:
+                    break
+            if wanted:
+                # Every commit that arrived during the last fsync is covered by one
+                # rotation now (the WAL rotates under its own lock and enqueues).
+                try:
+                    if self.rotate_callback is not None:
+                        self.rotate_callback()
+                except BaseException as exc:
+                    self.fail(exc, "segment rotation for group commit")
+                    break
+                finally:
+                    with cv:
+                        self._inflight = 0
+                continue
+            with cv:
                 batch = list(self._queue)
                 self._queue.clear()
                 self._inflight = len(batch)

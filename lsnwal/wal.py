@@ -44,7 +44,7 @@ from .names import TMP_SUFFIX, WalPaths, segment_name
 from .recovery import Analysis, analyze, apply_cuts
 from .stats import WalStats, percentile
 from .sync import SegmentSyncManager, SyncHandle
-from .writer import SealedSegment, SegmentWriter
+from .writer import SPARE_PREFIX, SPARE_SUFFIX, SealedSegment, SegmentWriter, SparePool
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
@@ -99,8 +99,8 @@ class AsyncWalWriter:
             raise
         self._closed = False
         self._finalizer = weakref.finalize(
-            self, _abandon, self._mgr, self._archiver, self._w, fs, self._lock_handle,
-            (self._root_fd, self._pending_fd),
+            self, _abandon, self._mgr, self._archiver, self._spares, self._w, fs,
+            self._lock_handle, (self._root_fd, self._pending_fd),
         )
 
     # ------------------------------------------------------------------ opening
@@ -128,6 +128,9 @@ class AsyncWalWriter:
         for name in fs.listdir(paths.archive):  # copies interrupted by a crash
             if name.endswith(TMP_SUFFIX):
                 fs.unlink(os.path.join(paths.archive, name))
+        for name in fs.listdir(paths.root):  # unused spare files of an earlier run
+            if name.startswith(SPARE_PREFIX) and name.endswith(SPARE_SUFFIX):
+                fs.unlink(os.path.join(paths.root, name))
         an = analyze(fs, paths, self._config)
         apply_cuts(fs, an)
         self.recovery_report = an.report()
@@ -136,10 +139,12 @@ class AsyncWalWriter:
         self._pending_fd = fs.open_dir(paths.pending)
         # Everything found is durable from here on (D8: leftovers are fsynced, not trusted).
         backend.sync_dir(self._pending_fd)
+        self._spares = SparePool(fs, paths.root)
         self._w = SegmentWriter(
             fs, paths, next_lsn=an.next_lsn, last_ts=an.last_ts,
             checkpoint_lsn=an.checkpoint_lsn, segment_max_bytes=self._config.segment_max_bytes,
             write_buffer_bytes=self._config.write_buffer_bytes, failpoint=self._fp,
+            spares=self._spares,
         )
         backend.sync_dir(self._root_fd)  # the new active file's name is durable
         self._w.dir_synced = True
@@ -154,6 +159,14 @@ class AsyncWalWriter:
             fs, backend, self._pending_fd, initial_synced_lsn=an.next_lsn - 1,
             on_synced=self._archiver.submit, failpoint=self._fp,
         )
+        ref = weakref.ref(self)
+
+        def rotate_for_sync() -> None:
+            wal = ref()
+            if wal is not None:
+                wal._rotate_for_sync()
+
+        self._mgr.rotate_callback = rotate_for_sync
         if recovered:
             self._archiver.submit(recovered, an.next_lsn - 1)
 
@@ -433,11 +446,22 @@ class AsyncWalWriter:
 
     def _sync_async_locked(self, timeout: float | None) -> SyncHandle:
         target = self._w.next_lsn - 1
-        if target > self._rotated_lsn and target > self._mgr.synced_lsn:
+        mgr = self._mgr
+        if target > self._rotated_lsn and target > mgr.synced_lsn and not mgr.want_rotation():
+            # The sync thread is idle: rotate now. (When it is busy, want_rotation asked
+            # it to rotate once it is free, so one rotation serves every commit meanwhile.)
             self._wait_room_locked(1, timeout)
             if self._w.next_lsn - 1 > self._rotated_lsn:
                 self._rotate_locked()
-        return self._mgr.handle(target)
+        return mgr.handle(target)
+
+    def _rotate_for_sync(self) -> None:
+        """Called by the sync thread when commits are waiting for a rotation."""
+        with self._lock:
+            if self._closed or self._mgr.failure is not None:
+                return
+            if self._w.next_lsn - 1 > self._rotated_lsn:
+                self._rotate_locked()
 
     def sync(self) -> int:
         """Make every appended record durable; return the durable LSN (blocking)."""
@@ -557,6 +581,7 @@ class AsyncWalWriter:
                     w.flush()
         self._mgr.stop()
         self._archiver.stop()
+        self._spares.stop()
         with contextlib.suppress(OSError):
             self._w.close()
         self._finalizer.detach()
@@ -593,6 +618,7 @@ class AsyncWalWriter:
 def _abandon(
     mgr: SegmentSyncManager,
     archiver: Archiver,
+    spares: SparePool,
     writer: SegmentWriter,
     fs: FileSystem,
     lock_handle: int,
@@ -603,6 +629,7 @@ def _abandon(
         writer.close()
     mgr.stop(timeout=5.0)
     archiver.stop()
+    spares.stop()
     for fd in dir_fds:
         with contextlib.suppress(OSError):
             fs.close(fd)
