@@ -93,8 +93,13 @@ class Archiver:
         self._drain_requested = 0
         self.error: BaseException | None = None
         self.segments: collections.deque[ArchivedSegment] = collections.deque(
-            ArchivedSegment(s.path, s.first_lsn, s.size or _size(fs, s.path), s.seal and
-                            s.last_lsn, s.seal and s.last_ts)
+            ArchivedSegment(
+                s.path,
+                s.first_lsn,
+                s.size or _size(fs, s.path),
+                s.last_lsn if s.seal is not None else None,
+                s.last_ts if s.seal is not None else None,
+            )
             for s in existing
         )
         self.archive_bytes = sum(s.size_bytes for s in self.segments)
@@ -258,8 +263,8 @@ class Archiver:
     def _check_same(self, src: str, dst: str) -> None:
         """An archived name already exists: fine if it is the same segment, else an error."""
         fs = self._fs
-        a = load_archived(fs, Seg(dst, "archive", parse_segment_name(os.path.basename(dst))[0]
-                                  if parse_segment_name(os.path.basename(dst)) else None))
+        parsed = parse_segment_name(os.path.basename(dst))
+        a = load_archived(fs, Seg(dst, "archive", parsed[0] if parsed else None))
         fd = fs.open_read(src)
         try:
             seal = read_seal(fs, fd, fs.fsize(fd))

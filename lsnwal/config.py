@@ -51,6 +51,10 @@ class WalConfig:
     compression_level: int = 3
     #: How open() treats damage: "strict", "tolerate_tail" or "stop_at_corruption".
     recovery_mode: RecoveryMode = "tolerate_tail"
+    #: ``sync_async`` rotates the active segment into ``pending/`` (True, the
+    #: DESIGN contract), or asks the sync thread to fsync the active file in place
+    #: in the same FIFO (False: no new file per commit; segments rotate by size).
+    rotate_on_sync: bool = True
     #: Buffered appends are handed to the OS once this many bytes accumulate.
     write_buffer_bytes: int = 1024 * 1024
 
@@ -86,6 +90,8 @@ class WalConfig:
                 f"recovery_mode must be one of {RECOVERY_MODES}, got {self.recovery_mode!r}"
             )
         _int_at_least("write_buffer_bytes", self.write_buffer_bytes, 1)
+        if not isinstance(self.rotate_on_sync, bool):
+            raise ValueError("rotate_on_sync must be a bool")
 
     def replace(self, **changes: object) -> WalConfig:
         """Return a copy with ``changes`` applied (validated again)."""

@@ -436,7 +436,9 @@ class RecordScanner:
         except ValueError as exc:
             self._damage(str(exc))
             return pos
-        if seal.data_end != self.base + pos or (expected is not None and seal.last_lsn != expected - 1):
+        if seal.data_end != self.base + pos or (
+            expected is not None and seal.last_lsn != expected - 1
+        ):
             self._damage("seal does not describe this segment")
             return pos
         self.seal = seal

@@ -150,7 +150,9 @@ def load_archived(fs: FileSystem, seg: Seg) -> Seg:
         try:
             seg.header = read_header(fs, fd)
         except fmt.HeaderError as exc:
-            raise WalCorruptionError(f"bad segment header: {exc}", path=seg.path, offset=0) from None
+            raise WalCorruptionError(
+                f"bad segment header: {exc}", path=seg.path, offset=0
+            ) from None
         if seg.name_lsn is not None and seg.header.first_lsn != seg.name_lsn:
             raise WalCorruptionError(
                 f"file name says first LSN {seg.name_lsn} but the header says "

@@ -183,8 +183,9 @@ class SegmentSyncManager:
         """Queue a rotated segment (called by the WAL under its writer lock)."""
         with self.cv:
             self._queue.append(seg)
-            self.pending_segments += 1
-            self.pending_bytes += seg.size_bytes
+            if not seg.in_place:
+                self.pending_segments += 1
+                self.pending_bytes += seg.size_bytes
             self.cv.notify_all()
 
     def idle(self) -> bool:
@@ -361,27 +362,32 @@ class SegmentSyncManager:
                         fp("after_file_fsync")
                 # Crash here: data is durable but the renames into pending/ may not be;
                 # the segment is then found as active.wal and recovered from there.
-                if fp is not None:
-                    fp("before_dir_fsync")
-                backend.sync_dir(self._pending_dir_fd)
-                self.counters.dir_fsyncs += 1
-                if fp is not None:
-                    fp("after_dir_fsync")
+                dir_fds = [s.dir_fd for s in batch if s.in_place and s.dir_fd >= 0]
+                if any(not s.in_place for s in batch):
+                    dir_fds.append(self._pending_dir_fd)
+                for dfd in dict.fromkeys(dir_fds):
+                    if fp is not None:
+                        fp("before_dir_fsync")
+                    backend.sync_dir(dfd)
+                    self.counters.dir_fsyncs += 1
+                    if fp is not None:
+                        fp("after_dir_fsync")
             except BaseException as exc:  # fail-stop: never retry, never die silently
                 self.fail(exc, "fsync of pending segment")
                 self._close_batch(batch)
                 break
             last = batch[-1].last_lsn
+            segments = [s for s in batch if not s.in_place]
             with cv:
                 self._inflight = 0
-                self.pending_segments -= len(batch)
-                self.pending_bytes -= sum(s.size_bytes for s in batch)
+                self.pending_segments -= len(segments)
+                self.pending_bytes -= sum(s.size_bytes for s in segments)
                 self._advance_locked(last)
             for seg in batch:
                 with contextlib.suppress(OSError):
                     fs.close(seg.fd)
             try:
-                self._on_synced(batch, last)
+                self._on_synced(segments, last)
             except BaseException as exc:  # pragma: no cover - archiver handoff is a queue put
                 self.fail(exc, "handing synced segments to the archiver")
                 break

@@ -75,7 +75,7 @@ class AsyncWalWriter:
         if not isinstance(cfg, WalConfig):
             raise TypeError("config must be a lsnwal.WalConfig")
         self._fs = fs = fs if fs is not None else OsFileSystem()
-        self._backend = backend = sync_backend if sync_backend is not None else fs.sync_backend()
+        self._backend = sync_backend if sync_backend is not None else fs.sync_backend()
         self._config = cfg
         self._fp = failpoint
         self._paths = paths = WalPaths.of(path, cfg)
@@ -91,7 +91,9 @@ class AsyncWalWriter:
         try:
             self._lock_handle = fs.lock(paths.lock)
         except BlockingIOError:
-            raise WalLockedError(f"{paths.root} is locked by another writer ({paths.lock})") from None
+            raise WalLockedError(
+                f"{paths.root} is locked by another writer ({paths.lock})"
+            ) from None
         try:
             self._open_locked(created_root)
         except BaseException:
@@ -280,9 +282,12 @@ class AsyncWalWriter:
 
     def append_batch(self, payloads: Iterable[bytes | bytearray | memoryview]) -> range:
         """Append many DATA records at once (all or nothing); return their LSNs as a range."""
-        items = list(payloads)
-        if not set(map(type, items)) <= {bytes}:
-            items = [_as_payload(p) for p in items]
+        raw = list(payloads)
+        items: list[bytes] = (
+            raw  # type: ignore[assignment]
+            if set(map(type, raw)) <= {bytes}
+            else [_as_payload(p) for p in raw]
+        )
         if not items:
             with self._lock:
                 self._check()
@@ -448,12 +453,37 @@ class AsyncWalWriter:
         target = self._w.next_lsn - 1
         mgr = self._mgr
         if target > self._rotated_lsn and target > mgr.synced_lsn and not mgr.want_rotation():
-            # The sync thread is idle: rotate now. (When it is busy, want_rotation asked
-            # it to rotate once it is free, so one rotation serves every commit meanwhile.)
-            self._wait_room_locked(1, timeout)
-            if self._w.next_lsn - 1 > self._rotated_lsn:
-                self._rotate_locked()
+            # The sync thread is idle: queue the work now. (When it is busy,
+            # want_rotation asked it to call _rotate_for_sync once it is free, so one
+            # rotation and one fsync serve every commit that arrived meanwhile.)
+            if self._config.rotate_on_sync:
+                self._wait_room_locked(1, timeout)
+                if self._w.next_lsn - 1 > self._rotated_lsn:
+                    self._rotate_locked()
+            else:
+                self._queue_in_place_locked()
         return mgr.handle(target)
+
+    def _queue_in_place_locked(self) -> None:
+        """``rotate_on_sync=False``: ask the sync thread to fsync the active file in place."""
+        w = self._w
+        try:
+            w.flush()
+            fd = self._fs.dup(w.fd)
+        except OSError as exc:
+            raise self._fail(exc, "write to the active segment") from exc
+        dir_fd = -1
+        if not w.dir_synced:
+            # The FIFO fsyncs the WAL directory before acknowledging anything of this
+            # active file; every later unit is processed after that.
+            dir_fd = self._root_fd
+            w.dir_synced = True
+        target = w.next_lsn - 1
+        self._rotated_lsn = target
+        self._mgr.enqueue(
+            SealedSegment(self._paths.active, fd, w.first_lsn, target, 0, w.last_ts,
+                          in_place=True, dir_fd=dir_fd)
+        )
 
     def _rotate_for_sync(self) -> None:
         """Called by the sync thread when commits are waiting for a rotation."""
@@ -461,7 +491,10 @@ class AsyncWalWriter:
             if self._closed or self._mgr.failure is not None:
                 return
             if self._w.next_lsn - 1 > self._rotated_lsn:
-                self._rotate_locked()
+                if self._config.rotate_on_sync:
+                    self._rotate_locked()
+                else:
+                    self._queue_in_place_locked()
 
     def sync(self) -> int:
         """Make every appended record durable; return the durable LSN (blocking)."""
@@ -637,7 +670,7 @@ def _abandon(
         fs.unlock(lock_handle)
 
 
-def open(  # noqa: A001 - the public name is lsnwal.open
+def open(  # the public name is lsnwal.open
     path: str | os.PathLike[str],
     config: WalConfig | None = None,
     *,

@@ -39,7 +39,13 @@ _EMPTY_SEAL_BYTES = fmt.RECORD_HEADER_SIZE + fmt.SEAL_FIXED.size + fmt.TRAILER_S
 
 @dataclass
 class SealedSegment:
-    """A rotated segment handed to the sync manager (it owns ``fd`` from now on)."""
+    """A unit of work for the sync manager (it owns ``fd`` from now on).
+
+    Normally a rotated segment in ``pending/``. With ``in_place`` it is instead a
+    request to fsync the active segment (``fd`` is a duplicate of its descriptor)
+    up to ``last_lsn``, and ``dir_fd`` (if not -1) is the WAL directory to fsync
+    so that the active file's name is durable too.
+    """
 
     path: str
     fd: int
@@ -47,6 +53,8 @@ class SealedSegment:
     last_lsn: int
     size_bytes: int
     last_ts: float
+    in_place: bool = False
+    dir_fd: int = -1
 
 
 SPARE_PREFIX = "spare-"
