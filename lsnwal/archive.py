@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from .config import WalConfig
 from .fs import FailpointHook, FileSystem, SyncBackend
 from .names import TMP_SUFFIX, WalPaths, parse_segment_name, segment_name
-from .recovery import Seg, load_archived
+from .recovery import Seg, load_archived, same_records
 from .segment import read_header, read_seal
 from .writer import SealedSegment
 
@@ -270,7 +270,8 @@ class Archiver:
             seal = read_seal(fs, fd, fs.fsize(fd))
         finally:
             fs.close(fd)
-        if seal is None or a.seal is None or seal.last_lsn != a.seal.last_lsn:
+        if seal is None or a.seal is None or seal.last_lsn != a.seal.last_lsn \
+                or not same_records(fs, src, seal.data_end, a):
             raise FileExistsError(f"{dst} exists with different content than {src}")
 
     def _sync_dir(self, path: str) -> None:
@@ -361,7 +362,12 @@ class Archiver:
             self._drain_requested += 1
             self._cv.notify_all()
             try:
-                return self._cv.wait_for(lambda: not self._queue and not self._busy, timeout)
+                # A checkpoint made durable but not yet applied is work too (retention).
+                return self._cv.wait_for(
+                    lambda: not self._queue and not self._busy and not (
+                        self._cp_pending and self._cp_pending[0][0] <= self._synced_lsn),
+                    timeout,
+                )
             finally:
                 self._drain_requested -= 1
 

@@ -87,6 +87,10 @@ def decompress_block(stored: bytes, block: fmt.Block) -> bytes:
     if fmt.crc32c(stored) != block.crc:
         raise ValueError("compressed frame checksum mismatch")
     try:
+        # The frame header's content size decides the allocation: check it first, so
+        # a frame claiming terabytes is refused instead of raising MemoryError.
+        if zstandard.frame_content_size(stored) != block.raw_len:
+            raise ValueError("zstd frame does not declare the block's raw length")
         raw = zstandard.ZstdDecompressor().decompress(stored, max_output_size=block.raw_len)
     except zstandard.ZstdError as exc:
         raise ValueError(f"zstd frame cannot be decompressed: {exc}") from None

@@ -80,6 +80,10 @@ class RecordKind(enum.IntEnum):
 
 SEAL_KIND = 0x53  # "S": internal, closes a segment; never yielded to users
 _USER_KINDS = frozenset(int(k) for k in RecordKind)
+_DATA_KIND = int(RecordKind.DATA)
+# stored payload bounds: a CHECKPOINT carries its 8-byte LSN; a MARK name is 1..255 bytes
+_MIN_LEN = {int(RecordKind.CHECKPOINT): CHECKPOINT_PREFIX.size, int(RecordKind.MARK): 1}
+_MAX_LEN = {int(RecordKind.CHECKPOINT): 2**32 - 1, int(RecordKind.MARK): MAX_MARK_NAME_BYTES}
 
 
 # --------------------------------------------------------------------------- records
@@ -178,6 +182,11 @@ class HeaderError(ValueError):
     """A segment header cannot be decoded; ``reason`` says why."""
 
 
+class UnsupportedFormatError(HeaderError):
+    """An intact header (magic and CRC good) of a version, size or flags this lsnwal cannot
+    read: a newer writer made it. Readers refuse it; it is never taken for a torn tail."""
+
+
 def encode_segment_header(
     first_lsn: int, created: float, checkpoint_lsn: int = 0, flags: int = 0
 ) -> bytes:
@@ -200,9 +209,9 @@ def decode_segment_header(data: bytes | bytearray | memoryview) -> SegmentHeader
     if crc != crc32c(bytes(data[:HEADER_CRC_SPAN])):
         raise HeaderError("segment header checksum mismatch")
     if version != FORMAT_VERSION:
-        raise HeaderError(f"unsupported format version {version} (this lsnwal reads 1)")
+        raise UnsupportedFormatError(f"unsupported format version {version} (this lsnwal reads 1)")
     if size != HEADER_SIZE or flags & ~KNOWN_FLAGS:
-        raise HeaderError(f"unsupported header size {size} or flags {flags:#x}")
+        raise UnsupportedFormatError(f"unsupported header size {size} or flags {flags:#x}")
     if first < 1:
         raise HeaderError(f"invalid first LSN {first}")
     return SegmentHeader(version, flags, first, created, cp)
@@ -399,6 +408,9 @@ class RecordScanner:
                     break
                 if kind not in _USER_KINDS:
                     self._damage(f"unknown record kind {kind}")
+                    break
+                if kind != _DATA_KIND and not _MIN_LEN[kind] <= ln <= _MAX_LEN[kind]:
+                    self._damage(f"{RecordKind(kind).name} record of {ln} bytes")
                     break
                 if expected is not None and lsn != expected:
                     self._damage(f"LSN {lsn} where {expected} was expected")

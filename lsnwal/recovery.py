@@ -175,6 +175,37 @@ def load_archived(fs: FileSystem, seg: Seg) -> Seg:
     return seg
 
 
+def same_records(fs: FileSystem, plain_path: str, data_end: int, archived: Seg) -> bool:
+    """True if the plain segment's records (up to ``data_end``) are byte for byte ``archived``'s.
+
+    ``archived`` must be loaded. A compressed copy is compared frame by frame after
+    decompression. Used only for a segment found twice (rare: a crash mid-archive).
+    """
+    from .compress import decompress_block
+
+    seal = archived.seal
+    if seal is None or sum(b.raw_len for b in seal.blocks) != data_end - fmt.HEADER_SIZE:
+        return False
+    if not archived.compressed and seal.data_end != data_end:
+        return False
+    fd, afd = fs.open_read(plain_path), fs.open_read(archived.path)
+    try:
+        pos = fmt.HEADER_SIZE
+        for b in seal.blocks:  # blocks cover the record bytes [HEADER_SIZE, data_end) in order
+            try:
+                theirs = (decompress_block(fs.pread(afd, b.stored_len, b.offset), b)
+                          if archived.compressed else fs.pread(afd, b.raw_len, pos))
+            except ValueError:
+                return False
+            if fs.pread(fd, b.raw_len, pos) != theirs:
+                return False
+            pos += b.raw_len
+        return True
+    finally:
+        fs.close(fd)
+        fs.close(afd)
+
+
 def _scan_live(fs: FileSystem, seg: Seg) -> None:
     """Read every record of a pending/active segment; fill its summary and ``end``."""
     fd = fs.open_read(seg.path)
@@ -182,6 +213,9 @@ def _scan_live(fs: FileSystem, seg: Seg) -> None:
         seg.size = fs.fsize(fd)
         try:
             seg.header = read_header(fs, fd)
+        except fmt.UnsupportedFormatError as exc:  # a newer format, not a torn tail: refuse
+            raise WalCorruptionError(
+                f"bad segment header: {exc}", path=seg.path, offset=0) from None
         except fmt.HeaderError as exc:
             seg.header_error = str(exc)
             seg.end = ScanEnd(fmt.DAMAGED, 0, f"bad segment header: {exc}",
@@ -243,7 +277,10 @@ def _classify(fs: FileSystem, seg: Seg) -> str:
         fs.close(fd)
     if not tail or fmt.is_zero(tail, 0):
         return "torn"
-    cont = fmt.find_continuation(tail, 0, seg.last_lsn)
+    # Without a readable header last_lsn is unknown (0): look for records from the
+    # first LSN the name (or the previous segment) says, not from LSN 1.
+    last_good = seg.last_lsn if seg.header is not None else max(0, (seg.name_lsn or 1) - 1)
+    cont = fmt.find_continuation(tail, 0, last_good)
     return "torn" if cont is None else "corrupt"
 
 
@@ -310,16 +347,24 @@ def analyze(
             if dup is not None and s.state == "pending":
                 load_archived(fs, dup)
                 if dup.last_lsn == s.last_lsn and s.end.verdict in (fmt.SEALED, fmt.END):
+                    if not same_records(fs, s.path, s.data_end, dup):
+                        raise WalCorruptionError(
+                            f"{s.path} and {dup.path} hold the same LSNs with different "
+                            "content", path=s.path, offset=0, lsn=s.first_lsn - 1)
                     an.duplicates.append(s)
                     continue
             assert prev_seg is not None
             _continuity_error(prev_seg, s)
         if expected is not None and s.header is not None and s.first_lsn > expected:
-            if mode != "stop_at_corruption":
-                assert prev_seg is not None
+            assert prev_seg is not None
+            # A live segment without its seal lost its unsynced tail in a crash while a
+            # later file kept its header: a torn tail (nothing after it was acknowledged,
+            # as syncs are FIFO), not a gap in the log.
+            lost_tail = prev_seg.state != "archive" and prev_seg.end.verdict != fmt.SEALED
+            if mode == "strict" or (mode == "tolerate_tail" and not lost_tail):
                 _continuity_error(prev_seg, s)
             an.set_aside.extend(live[i:])
-            an.cut_reason = f"gap before {s.path}"
+            an.cut_reason = f"{'torn: no seal, ' if lost_tail else ''}gap before {s.path}"
             break
         damaged = s.end.verdict == fmt.DAMAGED
         if damaged:
@@ -328,7 +373,8 @@ def analyze(
                 raise WalCorruptionError(
                     f"{s.end.reason} ({'torn tail' if kind == 'torn' else 'corruption'}"
                     f" in a {s.state} segment, recovery_mode={mode!r})",
-                    path=s.path, offset=s.end.offset, lsn=s.last_lsn if s.header else None,
+                    path=s.path, offset=s.end.offset,
+                    lsn=s.last_lsn if s.header else max(0, (s.name_lsn or 1) - 1),
                 )
             an.cut_reason = f"{kind}: {s.end.reason}"
             if s.header is None:

@@ -16,6 +16,7 @@ and the one record decoder. Rules kept here:
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -227,7 +228,7 @@ def _stream(
     expected = segs[i].first_lsn if segs else start
     for seg in segs[i:]:
         if expected > stop_lsn:
-            return
+            break
         seen = [expected - 1]
         for rec in _iter_segment(fs, seg, expected, start, stop_quietly, seen):
             if rec.lsn > stop_lsn:
@@ -242,7 +243,11 @@ def _stream(
             first_seen = True
             if kinds is None or rec.kind in kinds:
                 yield rec
+            if rec.lsn >= stop_lsn:  # target reached: read no further (damage may follow)
+                return
         expected = seen[0] + 1
+    if t_target is not None and not first_seen:  # no record at all to stop after
+        raise RecoveryTargetError(f"target time {t_target} cannot be met: no record to replay")
 
 
 def _seg_last(seg: Seg) -> int:
@@ -362,4 +367,7 @@ def restore(
         raise FileExistsError(f"restore target {tgt} exists and is not an empty directory")
     records = replay(source, config=cfg, until_lsn=until_lsn, until_time=until_time,
                      until_mark=until_mark, inclusive=inclusive, fs=fs)
-    return write_restored(fs, tgt, records)
+    # A target that cannot be met may raise only at the first record: fetch it before
+    # anything is created, so a failed restore leaves no half-made target behind.
+    first = next(records, None)
+    return write_restored(fs, tgt, itertools.chain(() if first is None else (first,), records))

@@ -72,7 +72,9 @@ def scan_plain(
             yield base + rel, lsn, kind, ts, data, rel + fmt.RECORD_HEADER_SIZE, ln
             end.last_lsn = lsn
         expected_lsn = scan.expected_lsn
-        if scan.verdict == fmt.DAMAGED and scan.truncated and file_off < size:
+        # A chunk that ends at a record boundary (END), inside a record (truncated) or
+        # right after a seal trailer (SEALED) says nothing about the bytes not yet read.
+        if file_off < size and (scan.verdict != fmt.DAMAGED or scan.truncated):
             carry = data[scan.pos :]
             if len(carry) >= fmt.RECORD_HEADER_SIZE:
                 ln = fmt.U32.unpack_from(carry, 4)[0]

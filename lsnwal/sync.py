@@ -174,6 +174,8 @@ class SegmentSyncManager:
         self.rotation_wanted = False
         self.rotate_callback: Callable[[], None] | None = None
         self.counters = SyncCounters()
+        #: user callbacks of finished handles, run by ``_run_due`` outside the lock
+        self._due: list[tuple[Callable[[SyncHandle], None], SyncHandle]] = []
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -253,6 +255,7 @@ class SegmentSyncManager:
                 raise self.failure
             self.counters.commits += 1
             self._advance_locked(lsn)
+        self._run_due()
 
     def _advance_locked(self, lsn: int) -> None:
         if lsn <= self.synced_lsn:
@@ -286,11 +289,19 @@ class SegmentSyncManager:
                 if isinstance(cb, _FutureCallback):
                     loops.setdefault(cb.loop, []).append(cb.fut)
                 else:
-                    try:
-                        cb(h)
-                    except Exception:  # a user callback must not kill the sync thread
-                        log.exception("lsnwal: a SyncHandle callback raised")
+                    # Run later, without the lock: a callback may call back into the WAL.
+                    self._due.append((cb, h))
             h._callbacks = None
+
+    def _run_due(self) -> None:
+        """Run the user callbacks ``_finish`` collected, now that ``cv`` is released."""
+        with self.cv:
+            due, self._due = self._due, []
+        for cb, h in due:
+            try:
+                cb(h)
+            except Exception:  # a user callback must not kill the sync thread
+                log.exception("lsnwal: a SyncHandle callback raised")
 
     def fail(self, cause: BaseException, what: str) -> WalSyncError:
         """Enter the failed state (idempotent); return the WAL's failure."""
@@ -310,7 +321,9 @@ class SegmentSyncManager:
                     with contextlib.suppress(RuntimeError):
                         loop.call_soon_threadsafe(_resolve_futures, futs)
                 self.cv.notify_all()
-            return self.failure
+            failure = self.failure
+        self._run_due()
+        return failure
 
     # ------------------------------------------------------------------ the thread
 
@@ -378,19 +391,23 @@ class SegmentSyncManager:
                 break
             last = batch[-1].last_lsn
             segments = [s for s in batch if not s.in_place]
+            # Hand over to the archiver (a queue put) *before* waking waiters, so that a
+            # caller whose sync returned finds these segments covered by wait_archived().
+            try:
+                self._on_synced(segments, last)
+            except BaseException as exc:  # pragma: no cover - archiver handoff is a queue put
+                self.fail(exc, "handing synced segments to the archiver")
+                self._close_batch(batch)
+                break
             with cv:
                 self._inflight = 0
                 self.pending_segments -= len(segments)
                 self.pending_bytes -= sum(s.size_bytes for s in segments)
                 self._advance_locked(last)
+            self._run_due()
             for seg in batch:
                 with contextlib.suppress(OSError):
                     fs.close(seg.fd)
-            try:
-                self._on_synced(segments, last)
-            except BaseException as exc:  # pragma: no cover - archiver handoff is a queue put
-                self.fail(exc, "handing synced segments to the archiver")
-                break
         with cv:
             remaining = list(self._queue)
             self._queue.clear()

@@ -26,7 +26,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from . import format as fmt
@@ -303,10 +303,17 @@ class AsyncWalWriter:
             self._check()
             w = self._w
             try:
-                if w.fits(total - fmt.RECORD_HEADER_SIZE):
+                # fits() accepts anything into an empty segment (a single large record
+                # gets a segment of its own); a batch of several must still fit whole.
+                if w.fits(total - fmt.RECORD_HEADER_SIZE) and (
+                    len(items) == 1
+                    or w.active_bytes + total + w.seal_reserve <= self._config.segment_max_bytes
+                ):
                     first = w.append_many(items)
                 else:
                     first = self._append_spanning(items)
+            except BackpressureTimeout:  # a TimeoutError, hence an OSError: not a disk failure
+                raise
             except OSError as exc:
                 raise self._fail(exc, "write to the active segment") from exc
             self._records += len(items)
@@ -396,8 +403,11 @@ class AsyncWalWriter:
 
     # ------------------------------------------------------------------ rotation
 
-    def _wait_room_locked(self, rotations: int, timeout: float | None) -> None:
-        """Wait (lock released meanwhile) until ``rotations`` more segments may be pending."""
+    def _wait_room_locked(
+        self, rotations: int, timeout: float | None, needed: Callable[[], bool] | None = None
+    ) -> None:
+        """Wait (lock released meanwhile) until ``rotations`` more segments may be pending
+        (or, if given, until ``needed()`` turns False: someone else did the rotation)."""
         cfg = self._config
         mgr = self._mgr
         max_segs = cfg.max_pending_segments - max(0, rotations - 1)
@@ -407,7 +417,9 @@ class AsyncWalWriter:
         limit = cfg.backpressure_timeout_s if timeout is None else timeout
         deadline = t0 + limit
         try:
-            while not mgr.has_room(max_segs, cfg.max_pending_bytes):
+            while not mgr.has_room(max_segs, cfg.max_pending_bytes) and (
+                needed is None or needed()
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise BackpressureTimeout(
@@ -452,6 +464,10 @@ class AsyncWalWriter:
     def _sync_async_locked(self, timeout: float | None) -> SyncHandle:
         target = self._w.next_lsn - 1
         mgr = self._mgr
+        if target > self._rotated_lsn and target > mgr.synced_lsn and self._config.rotate_on_sync:
+            # Backpressure (DESIGN.md): a commit that needs a rotation, made now or later by
+            # the busy sync thread, waits while the pending limits are reached.
+            self._wait_room_locked(1, timeout, lambda: target > self._rotated_lsn)
         if target > self._rotated_lsn and target > mgr.synced_lsn and not mgr.want_rotation():
             # The sync thread is idle: queue the work now. (When it is busy,
             # want_rotation asked it to call _rotate_for_sync once it is free, so one

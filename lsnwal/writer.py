@@ -362,6 +362,10 @@ class SegmentWriter:
             self._fp("after_rotate_rename")
         sealed = SealedSegment(dst, self.fd, self.first_lsn, seal.last_lsn, size, self.last_ts)
         self.fd = -1
+        # Carry the checkpoint forward so every later header/seal records it (open reads
+        # only the newest archived seal). Safe before it is durable: a later segment is
+        # kept by recovery only if this one, CHECKPOINT record included, is kept too.
+        self.header_checkpoint = max(self.header_checkpoint, seal.checkpoint_lsn)
         self._start_segment()
         return sealed
 
