@@ -88,7 +88,8 @@ class SyncHandle:
         return self.target_lsn
 
     def add_done_callback(self, fn: Callable[[SyncHandle], None]) -> None:
-        """Call ``fn(handle)`` once done (at once if already done; else from the sync thread)."""
+        """Call ``fn(handle)`` once done: at once if already done, else from the thread that
+        completes it (usually the sync thread), after the manager's lock is released."""
         if not self.done_flag:
             mgr = self._mgr
             assert mgr is not None

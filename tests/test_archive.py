@@ -12,6 +12,7 @@ import os
 import shutil
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -348,15 +349,28 @@ def test_prune_by_bytes_stops_at_checkpoint(wal_dir: Path) -> None:
         assert wal.stats().archive_segments == len(after)
 
 
-def test_prune_by_age_only_old_segments(wal_dir: Path) -> None:
+def _clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Let the test move the writer's wall clock: returns the offset to set, in seconds."""
+    import lsnwal.writer as writer_mod
+
+    real = time.time
+    offset = [0.0]
+    monkeypatch.setattr(writer_mod, "time", types.SimpleNamespace(time=lambda: real() + offset[0]))
+    return offset
+
+
+def test_prune_by_age_only_old_segments(wal_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """archive_max_age_s prunes segments whose newest record is old, not the fresh ones."""
-    cfg = lsnwal.WalConfig(segment_max_bytes=SMALL, archive_max_age_s=0.5)
+    offset = _clock(monkeypatch)
+    cfg = lsnwal.WalConfig(segment_max_bytes=SMALL, archive_max_age_s=600)
     with lsnwal.open(wal_dir, cfg) as wal:
+        offset[0] = -3600.0  # phase 1 was written an hour ago
         old = fill(wal, 150)
         old_last = max(old)
-        time.sleep(0.7)
+        offset[0] = 0.0
         fresh = fill(wal, 150, start=1000)
         before = archived(wal_dir)
+        assert before[0].first_lsn == 1  # no checkpoint yet: nothing went
         wal.checkpoint(wal.last_lsn)
         wal.sync()
         assert wal.wait_archived(10)
@@ -365,22 +379,19 @@ def test_prune_by_age_only_old_segments(wal_dir: Path) -> None:
         assert data_of(wal_dir) == fresh
 
 
-def test_prune_by_age_respects_checkpoint(wal_dir: Path) -> None:
+def test_prune_by_age_respects_checkpoint(wal_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Segments above the checkpoint stay, however old they are."""
-    cfg = lsnwal.WalConfig(segment_max_bytes=SMALL, archive_max_age_s=0.3)
+    offset = _clock(monkeypatch)
+    offset[0] = -3600.0  # everything was written an hour ago
+    expected, before, cp = _checkpointed_archive(wal_dir, 2)
+    offset[0] = 0.0
+    cfg = lsnwal.WalConfig(segment_max_bytes=SMALL, archive_max_age_s=600)
     with lsnwal.open(wal_dir, cfg) as wal:
-        expected = fill(wal, 300)
-        before = archived(wal_dir)
-        cp = before[2].last_lsn - 1  # the third segment is not fully covered
-        wal.checkpoint(cp)
-        wal.sync()
-        assert wal.wait_archived(10)
-        assert archived(wal_dir) == before  # nothing is old yet
-        time.sleep(0.5)
         plan = wal.prune()
         assert [c.first_lsn for c in plan] == [s.first_lsn for s in before[:2]]
         assert all("archive_max_age_s" in c.reason for c in plan)
         _check_after_prune(wal_dir, before, cp, expected)
+        assert wal.prune() == []
 
 
 def test_prune_dry_run_lists_and_deletes_nothing(wal_dir: Path) -> None:
@@ -554,11 +565,10 @@ class _OtherDeviceFs(OsFileSystem):
 def test_archive_across_file_systems_copies(wal_dir: Path) -> None:
     """The copy path (another file system) archives every segment byte for byte, no .tmp left."""
     cfg = lsnwal.WalConfig(segment_max_bytes=SMALL)
-    pending_copies: dict[str, bytes] = {}
     with lsnwal.open(wal_dir, cfg, fs=_OtherDeviceFs()) as wal:
         expected = fill(wal, 150)
-        for seg in archived(wal_dir):
-            pending_copies[os.path.basename(seg.path)] = Path(seg.path).read_bytes()
+        assert len(archived(wal_dir)) >= 4
+        assert names(wal_dir / "pending") == []
     assert names(wal_dir / "pending") == []
     assert not [n for n in names(wal_dir / "archive") if n.endswith(".tmp")]
     assert data_of(wal_dir) == expected

@@ -545,3 +545,38 @@ def test_crash_at_every_failpoint_recovers_all_acknowledged_records(
                   "main:after_dir_fsync", "archive:before_dir_fsync", "main:before_rotate_rename",
                   "sync:before_rotate_rename"):
         assert threads[point], f"no crash at {point}"
+
+
+def test_unsealed_segment_followed_by_a_newer_header_is_a_torn_tail() -> None:
+    """A rotated segment that lost its unsynced tail and seal, the next header kept, recovers."""
+    fs = SimFileSystem()
+    cfg = lsnwal.WalConfig(segment_max_bytes=4096, write_buffer_bytes=64)
+    release = threading.Event()
+
+    def hold_sync_thread(point: str) -> None:
+        if point == "before_file_fsync" and threading.current_thread().name == "lsnwal-sync":
+            assert release.wait(30)
+
+    wal = lsnwal.open(ROOT, cfg, fs=fs, failpoint=hold_sync_thread)
+    try:
+        expected = {wal.append(b"durable-%d" % i): b"durable-%d" % i for i in range(3)}
+        acked = wal.sync()  # in place: records 1-3 durable, the file still active.wal
+        expected[wal.append(b"never acknowledged")] = b"never acknowledged"
+        handle = wal.sync_async()  # rotation: seal, rename, new active; its fsync is held
+        expected[wal.append(b"y" * 200)] = b"y" * 200  # written to the new active.wal
+        state = fs.checkpoint_state()
+    finally:
+        release.set()
+    assert handle.wait(30)
+    wal.close()
+    model = SimFileSystem.from_state(state)
+    # every rename kept; the new active.wal keeps its header write only; the rotated
+    # segment loses its unsynced record and seal
+    [variant] = [v for v in model.crash_variants()
+                 if v.meta_kept == v.meta_total and v.data == "prefix"
+                 and v.path == f"{ROOT}/{ACTIVE_NAME}" and v.ops_kept == 1]
+    crashed = model.crash(variant)
+    with pytest.raises(lsnwal.WalCorruptionError, match="gap"):
+        lsnwal.open(ROOT, cfg.replace(recovery_mode="strict"), fs=crashed)
+    claim = Claim(acked, 0, 0, {k: (DATA, v, None) for k, v in expected.items()})
+    check_crash_state(crashed, cfg, claim, variant.describe())

@@ -246,7 +246,7 @@ def test_list_marks_across_archive_pending_and_active(wal_dir: Path) -> None:
             gate.wait(20)
 
     cfg = lsnwal.WalConfig(segment_max_bytes=SMALL)
-    with lsnwal.open(wal_dir, cfg, failpoint=None) as wal:
+    with lsnwal.open(wal_dir, cfg) as wal:
         wal.mark("in-archive")
         for i in range(60):
             wal.append(payload(i))
