@@ -382,12 +382,18 @@ class RecordScanner:
         self.truncated = False
 
     def __iter__(self) -> Iterator[tuple[int, int, int, float, int]]:
+        return iter(self.records())
+
+    def records(self) -> list[tuple[int, int, int, float, int]]:
+        """Decode every good record (one tight loop: the hot path of recovery and replay)."""
         data = self.data
         n = len(data)
         pos = self.pos
         expected = self.expected_lsn
         unpack = RECORD_HEADER.unpack_from
         crc = crc32c
+        out: list[tuple[int, int, int, float, int]] = []
+        append = out.append
         mv = memoryview(data)
         try:
             while True:
@@ -403,27 +409,29 @@ class RecordScanner:
                 if crc(mv[pos + 4 : end]) != c:
                     self._damage("record checksum mismatch")
                     break
-                if kind == SEAL_KIND:
-                    pos = self._seal(mv, pos, end, lsn, expected)
-                    break
-                if kind not in _USER_KINDS:
-                    self._damage(f"unknown record kind {kind}")
-                    break
-                if kind != _DATA_KIND and not _MIN_LEN[kind] <= ln <= _MAX_LEN[kind]:
-                    self._damage(f"{RecordKind(kind).name} record of {ln} bytes")
-                    break
-                if expected is not None and lsn != expected:
+                if kind != _DATA_KIND:
+                    if kind == SEAL_KIND:
+                        pos = self._seal(mv, pos, end, lsn, expected)
+                        break
+                    if kind not in _USER_KINDS:
+                        self._damage(f"unknown record kind {kind}")
+                        break
+                    if not _MIN_LEN[kind] <= ln <= _MAX_LEN[kind]:
+                        self._damage(f"{RecordKind(kind).name} record of {ln} bytes")
+                        break
+                if lsn != expected and expected is not None:
                     self._damage(f"LSN {lsn} where {expected} was expected")
                     break
-                self.pos = pos
-                yield pos, lsn, kind, ts, ln
-                self.last_lsn = lsn
+                append((pos, lsn, kind, ts, ln))
                 expected = lsn + 1
                 pos = end
         finally:
             mv.release()
+        if out:
+            self.last_lsn = out[-1][1]
         self.pos = pos
         self.expected_lsn = expected
+        return out
 
     def _damage(self, reason: str, truncated: bool = False) -> None:
         self.verdict = DAMAGED

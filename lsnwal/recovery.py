@@ -33,11 +33,15 @@ from dataclasses import dataclass, field
 from . import format as fmt
 from .config import WalConfig
 from .errors import WalCorruptionError
-from .fs import FileSystem
+from .fs import FileSystem, SyncBackend
 from .names import ACTIVE_NAME, BROKEN_SUFFIX, WalPaths, parse_segment_name
-from .segment import ScanEnd, read_header, read_seal, scan_plain
+from .segment import ScanEnd, plain_chunks, read_header, read_seal
 
 log = logging.getLogger("lsnwal")
+
+_DATA = int(fmt.RecordKind.DATA)
+_CHECKPOINT = int(fmt.RecordKind.CHECKPOINT)
+_MARK = int(fmt.RecordKind.MARK)
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,8 @@ class Analysis:
                 f"cut {seg.path} at offset {off} after LSN {seg.last_lsn} ({self.cut_reason})"
             )
         out += [f"set aside {s.path} (after the cut)" for s in self.set_aside]
-        out += [f"dropped duplicate {s.path} (already archived)" for s in self.duplicates]
+        out += [f"dropped duplicate {s.path} (the same segment is kept elsewhere)"
+                for s in self.duplicates]
         return out
 
 
@@ -236,20 +241,26 @@ def _scan_live(fs: FileSystem, seg: Seg) -> None:
         prev_ts = h.created
         interval = fmt.INDEX_INTERVAL_BYTES
         count = 0
-        for off, lsn, kind, ts, data, p, ln in scan_plain(fs, fd, seg.size, h.first_lsn, end):
+        hsize = fmt.RECORD_HEADER_SIZE
+        for base, data, recs in plain_chunks(fs, fd, seg.size, h.first_lsn, end):
+            # Summaries per ~1 MiB chunk, not per record: this loop is open()'s hot path.
             if count == 0:
-                seg.first_ts = ts
-            count += 1
-            if off - block_off >= interval:
-                seg.blocks.append(fmt.Block(block_lsn, block_ts, block_off, off - block_off,
-                                            off - block_off))
-                block_off, block_lsn, block_ts = off, lsn, prev_ts
-            prev_ts = ts
-            if kind == fmt.RecordKind.CHECKPOINT:
-                cp = fmt.CHECKPOINT_PREFIX.unpack_from(data, p)[0]
-                seg.checkpoint_lsn = max(seg.checkpoint_lsn, cp)
-            elif kind == fmt.RecordKind.MARK:
-                seg.marks.append((bytes(data[p : p + ln]).decode("utf-8", "replace"), lsn, ts))
+                seg.first_ts = recs[0][3]
+            off0 = base + recs[0][0]
+            if off0 - block_off >= interval:
+                seg.blocks.append(fmt.Block(block_lsn, block_ts, block_off, off0 - block_off,
+                                            off0 - block_off))
+                block_off, block_lsn, block_ts = off0, recs[0][1], prev_ts
+            count += len(recs)
+            prev_ts = recs[-1][3]
+            for _rel, lsn, kind, ts, ln in [r for r in recs if r[2] != _DATA]:
+                p = _rel + hsize
+                if kind == _CHECKPOINT:
+                    cp = fmt.CHECKPOINT_PREFIX.unpack_from(data, p)[0]
+                    seg.checkpoint_lsn = max(seg.checkpoint_lsn, cp)
+                elif kind == _MARK:
+                    seg.marks.append((bytes(data[p : p + ln]).decode("utf-8", "replace"), lsn,
+                                      ts))
         seg.end = end
         seg.count = count
         if count:
@@ -342,6 +353,19 @@ def analyze(
             raise WalCorruptionError(
                 f"file name says first LSN {s.name_lsn} but the header says "
                 f"{s.header.first_lsn}", path=s.path, offset=0)
+        if (
+            s.state == "active"
+            and s.header is not None
+            and prev_seg is not None
+            and prev_seg.state == "pending"
+            and s.first_lsn == prev_seg.first_lsn
+            and _same_bytes(fs, s.path, prev_seg.path)
+        ):
+            # The rename active.wal -> pending/ reached the new directory but the old
+            # name survived too (a file system that does not journal a rename as one
+            # unit): the same segment twice, counted once.
+            an.duplicates.append(s)
+            continue
         if expected is not None and s.header is not None and s.first_lsn < expected:
             dup = by_lsn.get(s.first_lsn)
             if dup is not None and s.state == "pending":
@@ -406,14 +430,33 @@ def _continuity_error(prev: Seg, seg: Seg) -> None:
     )
 
 
-def apply_cuts(fs: FileSystem, an: Analysis) -> None:
+def _same_bytes(fs: FileSystem, a: str, b: str) -> bool:
+    """True when two files hold exactly the same bytes."""
+    fa, fb = fs.open_read(a), fs.open_read(b)
+    try:
+        size = fs.fsize(fa)
+        if size != fs.fsize(fb):
+            return False
+        off = 0
+        while off < size:
+            n = min(1 << 20, size - off)
+            if fs.pread(fa, n, off) != fs.pread(fb, n, off):
+                return False
+            off += n
+        return True
+    finally:
+        fs.close(fa)
+        fs.close(fb)
+
+
+def apply_cuts(fs: FileSystem, an: Analysis, backend: SyncBackend | None = None) -> None:
     """Carry out what ``analyze`` decided: cut the torn tail, set aside later files.
 
     The cut bytes are kept in ``<segment>.broken`` (fsynced before the segment is
     truncated), so the evidence survives; set-aside segments are renamed to
-    ``<name>.broken``. Duplicates are deleted (the archived copy is durable).
+    ``<name>.broken``. Duplicates are deleted (the other copy is durable).
     """
-    backend = fs.sync_backend()
+    backend = backend if backend is not None else fs.sync_backend()
     touched_dirs: set[str] = set()
     if an.cut is not None:
         seg, off = an.cut

@@ -25,12 +25,20 @@ from . import format as fmt
 from .config import WalConfig
 from .errors import LsnUnavailableError, RecoveryTargetError, WalCorruptionError
 from .fs import FileSystem, OsFileSystem
-from .names import WalPaths
+from .names import WalPaths, segment_name
 from .recovery import Analysis, Seg, analyze, load_archived
 from .restore import RestoreResult, write_restored
-from .segment import ScanEnd, read_header, read_seal, scan_compressed, scan_plain, seek_offset
+from .segment import (
+    Chunk,
+    ScanEnd,
+    compressed_chunks,
+    plain_chunks,
+    read_header,
+    read_seal,
+    seek_offset,
+)
 
-_RETRIES = 5  # a live WAL may rotate/archive between our listings: look again
+_RETRIES = 20  # a live WAL may rotate/archive between our listings: look again
 
 
 def _time_target(value: float | int | _dt.datetime) -> float:
@@ -82,38 +90,74 @@ def list_marks(
     return sorted(_marks(fs, an), key=lambda m: m[1])
 
 
-def _iter_segment(
+def _open_segment(
+    fs: FileSystem, seg: Seg, expected: int, paths: WalPaths | None
+) -> tuple[int, str, bool, fmt.SegmentHeader]:
+    """Open ``seg`` (fd, path, is_live, header), following it if a live writer moved it.
+
+    A replay of a WAL that is being written can find that a pending segment was
+    archived, or the active one rotated, since it listed them: the segment that
+    starts at ``expected`` is then looked up by name in pending/ and archive/.
+    """
+    candidates = [(seg.path, seg.state != "archive")]
+    if paths is not None and seg.state != "archive":
+        candidates += [
+            (os.path.join(paths.pending, segment_name(expected)), True),
+            (os.path.join(paths.archive, segment_name(expected)), False),
+            (os.path.join(paths.archive, segment_name(expected, compressed=True)), False),
+        ]
+    mismatch: WalCorruptionError | None = None
+    for path, live in candidates:
+        try:
+            fd = fs.open_read(path)
+        except FileNotFoundError:
+            continue
+        try:
+            header = read_header(fs, fd)
+        except fmt.HeaderError as exc:
+            fs.close(fd)
+            raise WalCorruptionError(f"bad segment header: {exc}", path=path, offset=0,
+                                     lsn=expected - 1) from None
+        if header.first_lsn == expected:
+            return fd, path, live, header
+        fs.close(fd)
+        mismatch = mismatch or WalCorruptionError(
+            f"segment starts at LSN {header.first_lsn} where {expected} was expected "
+            "(missing or extra segment)", path=path, offset=0, lsn=expected - 1)
+    if mismatch is not None:
+        raise mismatch
+    raise FileNotFoundError(f"segment {seg.path} (first LSN {expected}) is gone")
+
+
+_DATA = int(fmt.RecordKind.DATA)
+
+
+def _segment_chunks(
     fs: FileSystem,
     seg: Seg,
     expected: int,
     from_lsn: int,
     stop_quietly: bool,
     seen: list[int] | None = None,
-) -> Iterator[fmt.Record]:
-    """Records of one segment with LSN >= ``from_lsn`` (segment must start at ``expected``).
+    paths: WalPaths | None = None,
+) -> Iterator[Chunk]:
+    """Decoded chunks of one segment (it must start at ``expected``), from ``from_lsn`` on.
 
-    ``seen[0]`` is set to the last LSN scanned, yielded or not.
+    Chunks wholly before ``from_lsn`` are skipped; ``seen[0]`` is set to the last
+    LSN decoded. Damage raises ``WalCorruptionError`` (file, offset, last good LSN)
+    unless ``stop_quietly``; damage past a live segment's recovered end is the torn
+    tail recovery cuts, not an error.
     """
-    fd = fs.open_read(seg.path)
+    fd, path, live, header = _open_segment(fs, seg, expected, paths)
     try:
         size = fs.fsize(fd)
-        try:
-            header = read_header(fs, fd)
-        except fmt.HeaderError as exc:
-            raise WalCorruptionError(f"bad segment header: {exc}", path=seg.path, offset=0,
-                                     lsn=expected - 1) from None
-        if header.first_lsn != expected:
-            raise WalCorruptionError(
-                f"segment starts at LSN {header.first_lsn} where {expected} was expected "
-                "(missing or extra segment)", path=seg.path, offset=0, lsn=expected - 1)
         end = ScanEnd()
-        live = seg.state != "archive"
         if header.compressed:
             seal = read_seal(fs, fd, size)
             if seal is None:
                 raise WalCorruptionError("compressed segment without a valid seal",
-                                         path=seg.path, offset=size, lsn=expected - 1)
-            raw = scan_compressed(fs, fd, seal, expected, end, from_lsn)
+                                         path=path, offset=size, lsn=expected - 1)
+            chunks = compressed_chunks(fs, fd, seal, expected, end, from_lsn)
         else:
             start, start_lsn = fmt.HEADER_SIZE, expected
             if from_lsn > expected and not live:
@@ -122,22 +166,50 @@ def _iter_segment(
                     off, lsn = seek_offset(seal, from_lsn)
                     if lsn > 0:
                         start, start_lsn = off, lsn
-            limit = seg.data_end if live else size
-            raw = scan_plain(fs, fd, limit, start_lsn, end, start)
-        last = expected - 1
-        for _off, lsn, kind, ts, data, p, ln in raw:
-            last = lsn
+            limit = seg.data_end if live and path == seg.path else size
+            chunks = plain_chunks(fs, fd, limit, start_lsn, end, start)
+        for chunk in chunks:
+            last = chunk[2][-1][1]
             if seen is not None:
-                seen[0] = lsn
-            if lsn >= from_lsn:
-                yield fmt.make_record(lsn, kind, ts, bytes(data[p : p + ln]))
+                seen[0] = last
+            if last >= from_lsn:
+                yield chunk
         if end.verdict == fmt.DAMAGED and not (live and end.offset >= seg.data_end):
             if stop_quietly:
                 return
-            raise WalCorruptionError(end.reason, path=seg.path, offset=end.offset,
-                                     lsn=end.last_lsn if end.last_lsn is not None else last)
+            last_good = seen[0] if seen is not None else expected - 1
+            raise WalCorruptionError(
+                end.reason, path=path, offset=end.offset,
+                lsn=end.last_lsn if end.last_lsn is not None else last_good)
     finally:
         fs.close(fd)
+
+
+def _iter_segment(
+    fs: FileSystem,
+    seg: Seg,
+    expected: int,
+    from_lsn: int,
+    stop_quietly: bool,
+    seen: list[int] | None = None,
+    paths: WalPaths | None = None,
+) -> Iterator[fmt.Record]:
+    """Records of one segment with LSN >= ``from_lsn`` (see ``_segment_chunks``)."""
+    h = fmt.RECORD_HEADER_SIZE
+    record = fmt.Record
+    data_kind = fmt.RecordKind.DATA
+    make = fmt.make_record
+    for _base, data, recs in _segment_chunks(fs, seg, expected, from_lsn, stop_quietly, seen,
+                                             paths):
+        # One list per chunk; DATA records are built inline (replay's hot path).
+        batch = [
+            record(lsn, data_kind, ts, data[rel + h : rel + h + ln])
+            if kind == _DATA
+            else make(lsn, kind, ts, bytes(data[rel + h : rel + h + ln]))
+            for rel, lsn, kind, ts, ln in recs
+            if lsn >= from_lsn
+        ]
+        yield from batch
 
 
 def replay(
@@ -167,8 +239,10 @@ def replay(
     kind_set = None if kinds is None else frozenset(fmt.RecordKind(k) for k in kinds)
     fs = fs or OsFileSystem()
     cfg = config or WalConfig()
-    an = _analyze_live(fs, WalPaths.of(path, cfg), cfg)
-    return _replay(fs, an, cfg, from_lsn, until_lsn, t_target, until_mark, inclusive, kind_set)
+    paths = WalPaths.of(path, cfg)
+    an = _analyze_live(fs, paths, cfg)
+    return _replay(fs, an, cfg, from_lsn, until_lsn, t_target, until_mark, inclusive, kind_set,
+                   paths)
 
 
 def _replay(
@@ -181,6 +255,7 @@ def _replay(
     until_mark: str | None,
     inclusive: bool,
     kinds: frozenset[fmt.RecordKind] | None,
+    paths: WalPaths | None = None,
 ) -> Iterator[fmt.Record]:
     segs = [s for s in _segments(an) if s.state == "archive" or s.count or s.end.seal]
     last_lsn = an.next_lsn - 1
@@ -206,7 +281,7 @@ def _replay(
                 f"target LSN {until_lsn} is before the oldest retained record {oldest}")
         stop_lsn = until_lsn if inclusive else until_lsn - 1
     return _stream(fs, segs, start, stop_lsn, t_target, inclusive, kinds,
-                   cfg.recovery_mode == "stop_at_corruption")
+                   cfg.recovery_mode == "stop_at_corruption", paths)
 
 
 def _stream(
@@ -218,6 +293,7 @@ def _stream(
     inclusive: bool,
     kinds: frozenset[fmt.RecordKind] | None,
     stop_quietly: bool,
+    paths: WalPaths | None = None,
 ) -> Iterator[fmt.Record]:
     # Choose the first segment by name/header LSN (names are checked on open).
     i = 0
@@ -230,7 +306,7 @@ def _stream(
         if expected > stop_lsn:
             break
         seen = [expected - 1]
-        for rec in _iter_segment(fs, seg, expected, start, stop_quietly, seen):
+        for rec in _iter_segment(fs, seg, expected, start, stop_quietly, seen, paths):
             if rec.lsn > stop_lsn:
                 return
             if t_target is not None:
@@ -328,11 +404,12 @@ def verify(
                        f"this segment starts at {seg.first_lsn}")
         try:
             n = 0
-            for rec in _iter_segment(fs, seg, seg.first_lsn, seg.first_lsn, False):
-                n += 1
+            for _base, _data, recs in _segment_chunks(fs, seg, seg.first_lsn, seg.first_lsn,
+                                                      False):
+                n += len(recs)  # every CRC was checked by the scanner; no Record needed
                 if report.first_lsn is None:
-                    report.first_lsn = rec.lsn
-                report.last_lsn = rec.lsn
+                    report.first_lsn = recs[0][1]
+                report.last_lsn = recs[-1][1]
             report.records += n
             if seg.state == "archive" and seg.seal is not None and n != seg.seal.record_count:
                 report.add(seg.path, None, None,

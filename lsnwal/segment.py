@@ -49,15 +49,23 @@ class ScanEnd:
     last_lsn: int | None = None
 
 
-def scan_plain(
+# (chunk's file offset, chunk bytes, records as (offset in chunk, lsn, kind, ts, length))
+Chunk = tuple[int, bytes, list[tuple[int, int, int, float, int]]]
+
+
+def plain_chunks(
     fs: FileSystem,
     fd: int,
     size: int,
     expected_lsn: int | None,
     end: ScanEnd,
     start: int = fmt.HEADER_SIZE,
-) -> Iterator[RawRecord]:
-    """Yield every record of a plain segment from ``start``; fill ``end`` when done."""
+) -> Iterator[Chunk]:
+    """Decode a plain segment from ``start`` about 1 MiB at a time; fill ``end`` when done.
+
+    Each chunk starts at a record boundary; a record cut by the read is carried
+    into the next chunk, so a chunk boundary never looks like the end of the log.
+    """
     file_off = start
     carry = b""
     need = CHUNK_BYTES
@@ -68,9 +76,10 @@ def scan_plain(
         base = file_off - len(carry)
         file_off += len(data) - len(carry)
         scan = fmt.RecordScanner(data, 0, expected_lsn, base)
-        for rel, lsn, kind, ts, ln in scan:
-            yield base + rel, lsn, kind, ts, data, rel + fmt.RECORD_HEADER_SIZE, ln
-            end.last_lsn = lsn
+        recs = scan.records()
+        if recs:
+            end.last_lsn = recs[-1][1]
+            yield base, data, recs
         expected_lsn = scan.expected_lsn
         # A chunk that ends at a record boundary (END), inside a record (truncated) or
         # right after a seal trailer (SEALED) says nothing about the bytes not yet read.
@@ -90,15 +99,33 @@ def scan_plain(
         return
 
 
-def scan_compressed(
+def scan_plain(
+    fs: FileSystem,
+    fd: int,
+    size: int,
+    expected_lsn: int | None,
+    end: ScanEnd,
+    start: int = fmt.HEADER_SIZE,
+) -> Iterator[RawRecord]:
+    """Yield every record of a plain segment from ``start``; fill ``end`` when done."""
+    h = fmt.RECORD_HEADER_SIZE
+    for base, data, recs in plain_chunks(fs, fd, size, expected_lsn, end, start):
+        for rel, lsn, kind, ts, ln in recs:
+            yield base + rel, lsn, kind, ts, data, rel + h, ln
+
+
+def compressed_chunks(
     fs: FileSystem,
     fd: int,
     seal: fmt.Seal,
     expected_lsn: int | None,
     end: ScanEnd,
     from_lsn: int | None = None,
-) -> Iterator[RawRecord]:
-    """Yield the records of a compressed segment, decompressing only frames needed."""
+) -> Iterator[Chunk]:
+    """Decode a compressed segment frame by frame, skipping frames before ``from_lsn``.
+
+    Each chunk is ``(frame offset in the file, decompressed frame, records)``.
+    """
     blocks = seal.blocks
     first = 0
     if from_lsn is not None:
@@ -119,9 +146,10 @@ def scan_compressed(
             end.reason = f"frame starts at LSN {b.first_lsn} where {expected_lsn} was expected"
             return
         scan = fmt.RecordScanner(raw, 0, expected_lsn)
-        for rel, lsn, kind, ts, ln in scan:
-            yield b.offset, lsn, kind, ts, raw, rel + fmt.RECORD_HEADER_SIZE, ln
-            end.last_lsn = lsn
+        recs = scan.records()
+        if recs:
+            end.last_lsn = recs[-1][1]
+            yield b.offset, raw, recs
         if scan.verdict != fmt.END:
             end.verdict, end.offset = fmt.DAMAGED, b.offset
             end.reason = f"inside frame at raw offset {scan.pos}: {scan.reason}"
@@ -131,6 +159,21 @@ def scan_compressed(
         end.verdict, end.offset, end.reason = fmt.DAMAGED, seal.data_end, "frames end early"
         return
     end.verdict, end.offset, end.seal = fmt.SEALED, seal.data_end, seal
+
+
+def scan_compressed(
+    fs: FileSystem,
+    fd: int,
+    seal: fmt.Seal,
+    expected_lsn: int | None,
+    end: ScanEnd,
+    from_lsn: int | None = None,
+) -> Iterator[RawRecord]:
+    """Yield the records of a compressed segment, decompressing only frames needed."""
+    h = fmt.RECORD_HEADER_SIZE
+    for off, raw, recs in compressed_chunks(fs, fd, seal, expected_lsn, end, from_lsn):
+        for rel, lsn, kind, ts, ln in recs:
+            yield off, lsn, kind, ts, raw, rel + h, ln
 
 
 def seek_offset(seal: fmt.Seal, from_lsn: int) -> tuple[int, int]:

@@ -29,6 +29,8 @@ class WalStats:
     dir_fsyncs: int
     pruned_segments: int = 0
     failed: bool = False
+    #: why archiving stopped (segments then stay in pending/, nothing is lost), or None
+    archive_error: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         """The snapshot as a plain dict (for JSON or logging)."""

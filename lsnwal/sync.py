@@ -156,11 +156,13 @@ class SegmentSyncManager:
         on_synced: Callable[[list[SealedSegment], int], None],
         failpoint: FailpointHook | None = None,
         name: str = "lsnwal-sync",
+        root_dir_fd: int = -1,
     ) -> None:
         self.cv = threading.Condition(threading.Lock())
         self._fs = fs
         self._backend = backend
         self._pending_dir_fd = pending_dir_fd
+        self._root_dir_fd = root_dir_fd
         self._on_synced = on_synced
         self._fp = failpoint
         self._queue: collections.deque[SealedSegment] = collections.deque()
@@ -323,7 +325,12 @@ class SegmentSyncManager:
                         loop.call_soon_threadsafe(_resolve_futures, futs)
                 self.cv.notify_all()
             failure = self.failure
-        self._run_due()
+        if threading.current_thread() is self._thread:
+            self._run_due()
+        else:
+            # The caller may hold the WAL's writer lock (a failed write or rotation);
+            # a callback that calls back into the WAL must not deadlock on it.
+            threading.Thread(target=self._run_due, name="lsnwal-callbacks", daemon=True).start()
         return failure
 
     # ------------------------------------------------------------------ the thread
@@ -378,7 +385,11 @@ class SegmentSyncManager:
                 # the segment is then found as active.wal and recovered from there.
                 dir_fds = [s.dir_fd for s in batch if s.in_place and s.dir_fd >= 0]
                 if any(not s.in_place for s in batch):
+                    # Invariant 5: both directories of the rename active.wal -> pending/
+                    # (the new name first, then the removal of the old one).
                     dir_fds.append(self._pending_dir_fd)
+                    if self._root_dir_fd >= 0:
+                        dir_fds.append(self._root_dir_fd)
                 for dfd in dict.fromkeys(dir_fds):
                     if fp is not None:
                         fp("before_dir_fsync")

@@ -622,6 +622,10 @@ class SimFileSystem:
                             for how, ok in wanted
                             if ok
                         )
+                    if len(dirty) > 1:
+                        # this file keeps every unsynced write while the others lose theirs
+                        n_ops = len(self._inodes[i].ops)
+                        out.append(CrashVariant(kept, total, "prefix", i, n_ops, p, last))
             return iter(out)
 
     def crash(self, variant: CrashVariant | None = None) -> SimFileSystem:

@@ -36,6 +36,7 @@ from .errors import (
     BackpressureTimeout,
     RecordTooLargeError,
     WalClosedError,
+    WalError,
     WalLockedError,
     WalSyncError,
 )
@@ -77,13 +78,14 @@ class AsyncWalWriter:
         self._fs = fs = fs if fs is not None else OsFileSystem()
         self._backend = sync_backend if sync_backend is not None else fs.sync_backend()
         self._config = cfg
+        self._max_record = cfg.max_record_bytes
         self._fp = failpoint
         self._paths = paths = WalPaths.of(path, cfg)
         self._lock = threading.Lock()
         self._closed = True
         self._lock_handle = -1
         self._root_fd = self._pending_fd = -1
-        self._records = self._bytes = self._rotations = 0
+        self._bytes = self._rotations = 0
         self._backpressure_s = 0.0
         self.recovery_report: list[str] = []
 
@@ -134,7 +136,7 @@ class AsyncWalWriter:
             if name.startswith(SPARE_PREFIX) and name.endswith(SPARE_SUFFIX):
                 fs.unlink(os.path.join(paths.root, name))
         an = analyze(fs, paths, self._config)
-        apply_cuts(fs, an)
+        apply_cuts(fs, an, self._backend)
         self.recovery_report = an.report()
         recovered = self._seal_recovered(an)
         self._root_fd = fs.open_dir(paths.root)
@@ -159,7 +161,7 @@ class AsyncWalWriter:
         )
         self._mgr = SegmentSyncManager(
             fs, backend, self._pending_fd, initial_synced_lsn=an.next_lsn - 1,
-            on_synced=self._archiver.submit, failpoint=self._fp,
+            on_synced=self._archiver.submit, failpoint=self._fp, root_dir_fd=self._root_fd,
         )
         ref = weakref.ref(self)
 
@@ -262,7 +264,7 @@ class AsyncWalWriter:
         """Append one DATA record; return its LSN (durable once ``synced_lsn`` reaches it)."""
         p = payload if type(payload) is bytes else _as_payload(payload)
         n = len(p)
-        if n > self._config.max_record_bytes:
+        if n > self._max_record:
             raise RecordTooLargeError(
                 f"payload of {n} bytes exceeds max_record_bytes={self._config.max_record_bytes}"
             )
@@ -270,13 +272,13 @@ class AsyncWalWriter:
             if self._closed or self._mgr.failure is not None:
                 self._check()
             w = self._w
-            if not w.fits(n):
-                self._rotate_for_room(n)
             try:
-                lsn = w.append(1, p)
+                lsn = w.try_append(1, p)
+                while not lsn:  # the active segment is full (rare): rotate, then retry
+                    self._rotate_for_room(n)
+                    lsn = w.try_append(1, p)
             except OSError as exc:
                 raise self._fail(exc, "write to the active segment") from exc
-            self._records += 1
             self._bytes += n
             return lsn
 
@@ -316,7 +318,6 @@ class AsyncWalWriter:
                 raise
             except OSError as exc:
                 raise self._fail(exc, "write to the active segment") from exc
-            self._records += len(items)
             self._bytes += total - fmt.RECORD_HEADER_SIZE * len(items)
             return range(first, first + len(items))
 
@@ -572,6 +573,11 @@ class AsyncWalWriter:
     def prune(self, dry_run: bool = False) -> list[PruneCandidate]:
         """Apply retention now (or, with ``dry_run``, only list what would go and why)."""
         self._check()
+        if self._archiver.error is not None:
+            raise WalError(
+                f"archiving stopped ({self._archiver.error!r}); segments stay in pending/ "
+                "until the WAL is reopened"
+            )
         self._archiver.note_synced(self._mgr.synced_lsn)
         return self._archiver.prune_now(dry_run)
 
@@ -592,7 +598,7 @@ class AsyncWalWriter:
             last_lsn=self._w.next_lsn - 1,
             synced_lsn=synced,
             checkpoint_lsn=self._checkpoint_lsn,
-            records_appended=self._records,
+            records_appended=self._w.next_lsn - self._start_lsn,
             bytes_appended=self._bytes,
             rotations=self._rotations,
             fsyncs=fsyncs,
@@ -609,6 +615,7 @@ class AsyncWalWriter:
             dir_fsyncs=dirs,
             pruned_segments=arch.pruned_segments,
             failed=mgr.failure is not None,
+            archive_error=None if arch.error is None else repr(arch.error),
         )
 
     # ------------------------------------------------------------------ closing

@@ -34,6 +34,12 @@ from . import format as fmt
 from .fs import FailpointHook, FileSystem
 from .names import WalPaths, segment_name
 
+# Hot-path bindings (module globals are faster to reach than attribute chains).
+_TAIL_PACK = fmt.RECORD_HEADER_TAIL.pack
+_U32_PACK = fmt.U32.pack
+_CRC = fmt.crc32c
+_time = time.time  # the writer's clock (tests replace lsnwal.writer._time)
+
 _EMPTY_SEAL_BYTES = fmt.RECORD_HEADER_SIZE + fmt.SEAL_FIXED.size + fmt.TRAILER_SIZE
 
 
@@ -169,7 +175,7 @@ class SegmentWriter:
     def _start_segment(self) -> None:
         """Create a fresh active file whose first LSN is ``next_lsn`` (steps 3 above)."""
         fs = self._fs
-        created = max(time.time(), self.last_ts)
+        created = max(_time(), self.last_ts)
         header = fmt.encode_segment_header(self.next_lsn, created, self.header_checkpoint)
         if self._fp is not None:
             self._fp("before_active_create")
@@ -205,6 +211,11 @@ class SegmentWriter:
         self.marks: list[tuple[str, int, float]] = []
         self.seg_checkpoint = self.header_checkpoint
         self.seal_reserve = _EMPTY_SEAL_BYTES + fmt.SEAL_BLOCK.size
+        self._update_room()
+
+    def _update_room(self) -> None:
+        """Bytes of buffer + payload the active segment still takes (kept for the hot path)."""
+        self.room = self._max - self.file_size - self.seal_reserve - fmt.RECORD_HEADER_SIZE
 
     # ------------------------------------------------------------------ appends
 
@@ -222,20 +233,32 @@ class SegmentWriter:
 
     def append(self, kind: int, payload: bytes) -> int:
         """Append one record (the caller checked ``fits``); return its LSN."""
-        lsn = self.next_lsn
-        ts = time.time()
-        if ts < self.last_ts:  # keep timestamps monotonic within the WAL
-            ts = self.last_ts
+        lsn = self.try_append(kind, payload, True)
+        return lsn
+
+    def try_append(self, kind: int, payload: bytes, force: bool = False) -> int:
+        """Append one record if it fits (see ``fits``) and return its LSN, else return 0.
+
+        This is the hot path of ``AsyncWalWriter.append``: one call does the room
+        check, the encoding (CRC over header fields and payload) and the buffering.
+        """
         buf = self.buf
+        lsn = self.next_lsn
+        if len(buf) + len(payload) > self.room and not force and lsn != self.first_lsn:
+            return 0
+        ts = _time()
+        last_ts = self.last_ts
+        if ts < last_ts:  # keep timestamps monotonic within the WAL
+            ts = last_ts
         if lsn == self.first_lsn:
             self.first_ts = ts
-        tail = fmt.RECORD_HEADER_TAIL.pack(len(payload), lsn, ts, kind, 0, 0)
-        buf += fmt.U32.pack(fmt.crc32c(payload, fmt.crc32c(tail)))
+        tail = _TAIL_PACK(len(payload), lsn, ts, kind, 0, 0)
+        buf += _U32_PACK(_CRC(payload, _CRC(tail)))
         buf += tail
         buf += payload
         self.next_lsn = lsn + 1
         self.last_ts = ts
-        if kind != fmt.RecordKind.DATA:
+        if kind != 1:
             self._note_special(kind, lsn, ts, payload)
         if len(buf) >= self._flush_at:
             self.flush()
@@ -263,7 +286,7 @@ class SegmentWriter:
     def append_many(self, payloads: list[bytes]) -> int:
         """Append DATA records that all fit; return the first LSN. One timestamp for all."""
         lsn = first = self.next_lsn
-        ts = time.time()
+        ts = _time()
         if ts < self.last_ts:
             ts = self.last_ts
         if lsn == self.first_lsn:
@@ -293,6 +316,7 @@ class SegmentWriter:
             name = payload.decode("utf-8")
             self.marks.append((name, lsn, ts))
             self.seal_reserve += fmt.SEAL_MARK.size + len(payload)
+            self._update_room()
         elif kind == fmt.RecordKind.CHECKPOINT:
             (cp,) = fmt.CHECKPOINT_PREFIX.unpack_from(payload, 0)
             self.seg_checkpoint = max(self.seg_checkpoint, cp)
@@ -313,6 +337,7 @@ class SegmentWriter:
         if self._fp is not None:
             self._fp("after_record_write")
         self.file_size += len(buf)
+        self._update_room()
         self.buf = bytearray()
         self.buf_first_lsn = self.next_lsn
         self.flushed_ts = self.last_ts  # a lower bound for the next block's first timestamp
@@ -325,6 +350,7 @@ class SegmentWriter:
                           length, 0)
             )
             self.seal_reserve += fmt.SEAL_BLOCK.size
+            self._update_room()
 
     # ------------------------------------------------------------------ rotation
 

@@ -12,7 +12,6 @@ import os
 import shutil
 import threading
 import time
-import types
 from pathlib import Path
 
 import pytest
@@ -355,7 +354,7 @@ def _clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
     real = time.time
     offset = [0.0]
-    monkeypatch.setattr(writer_mod, "time", types.SimpleNamespace(time=lambda: real() + offset[0]))
+    monkeypatch.setattr(writer_mod, "_time", lambda: real() + offset[0])
     return offset
 
 

@@ -16,7 +16,7 @@ import shutil
 import struct
 import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -132,7 +132,7 @@ def test_segment_writer_writes_the_golden_bytes(tmp_path: Path, monkeypatch: Any
     v1-empty-sealed exactly (its inline encoder agrees with the codec)."""
     clock = _Clock([T0, T0 + 0.25, T0 + 0.5, T0 + 0.75, T0 + 1.0, T0 + 1.25, T0 + 1.5,
                     T0 + 2.0, T0 + 2.25, T0 + 2.5, T0 + 2.75, T0 + 3.0, T0 + 4.0])
-    monkeypatch.setattr("lsnwal.writer.time", SimpleNamespace(time=clock.time))
+    monkeypatch.setattr("lsnwal.writer._time", clock.time)
     paths = WalPaths(str(tmp_path), str(tmp_path / "pending"), str(tmp_path / "archive"))
     os.mkdir(paths.pending)
     w = SegmentWriter(OsFileSystem(), paths, next_lsn=1, last_ts=T0, checkpoint_lsn=0,

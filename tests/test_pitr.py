@@ -13,7 +13,6 @@ import hashlib
 import os
 import threading
 import time
-import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +192,7 @@ def test_timestamps_stay_monotonic_when_clock_steps_back(
 
     real = time.time
     offset = [0.0]
-    monkeypatch.setattr(writer_mod, "time", types.SimpleNamespace(time=lambda: real() + offset[0]))
+    monkeypatch.setattr(writer_mod, "_time", lambda: real() + offset[0])
     cfg = lsnwal.WalConfig(segment_max_bytes=SMALL)
     with lsnwal.open(wal_dir, cfg) as wal:
         for i in range(100):

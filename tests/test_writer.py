@@ -487,7 +487,7 @@ def test_timestamps_monotonic_when_clock_steps_back(
 ) -> None:
     """Record timestamps never decrease, within a session and across a reopen."""
     clock = _backwards_clock(2_000_000_000.0)
-    monkeypatch.setattr(time, "time", lambda: next(clock))
+    monkeypatch.setattr("lsnwal.writer._time", lambda: next(clock))
     with lsnwal.open(wal_dir, small_config) as wal:
         for i in range(30):
             wal.append(b"x" * (i * 40))
