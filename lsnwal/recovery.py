@@ -56,28 +56,44 @@ class SegmentInfo:
     compressed: bool
 
 
-@dataclass
-class Seg:
-    """Working state of one segment during analysis."""
+_NOT_SCANNED = ScanEnd()
 
-    path: str
-    state: str
-    name_lsn: int | None
+
+class Seg:
+    """Working state of one segment during analysis.
+
+    A plain class whose defaults live on the class, so that listing an archive
+    of thousands of segments costs one small object each (replay's seek path).
+    Lists are replaced, never mutated, until a segment is scanned.
+    """
+
     compressed: bool = False
     size: int = 0
     header: fmt.SegmentHeader | None = None
     header_error: str = ""
     seal: fmt.Seal | None = None
-    end: ScanEnd = field(default_factory=ScanEnd)
+    end: ScanEnd = _NOT_SCANNED
     # summary of the records kept (filled for non-archived segments)
     last_lsn: int = 0
     count: int = 0
     first_ts: float = 0.0
     last_ts: float = 0.0
     checkpoint_lsn: int = 0
-    marks: list[tuple[str, int, float]] = field(default_factory=list)
-    blocks: list[fmt.Block] = field(default_factory=list)
+    marks: list[tuple[str, int, float]] = []  # replaced, never mutated, before use
+    blocks: list[fmt.Block] = []  # replaced, never mutated, before use
     data_end: int = fmt.HEADER_SIZE
+
+    def __init__(
+        self, path: str, state: str, name_lsn: int | None, compressed: bool = False
+    ) -> None:
+        self.path = path
+        self.state = state
+        self.name_lsn = name_lsn
+        if compressed:
+            self.compressed = True
+
+    def __repr__(self) -> str:
+        return f"Seg({self.path!r}, {self.state}, first_lsn={self.first_lsn})"
 
     @property
     def first_lsn(self) -> int:
@@ -231,6 +247,7 @@ def _scan_live(fs: FileSystem, seg: Seg) -> None:
             seg.header_error = "compressed segment outside the archive"
             seg.end = ScanEnd(fmt.DAMAGED, 0, seg.header_error)
             return
+        seg.marks, seg.blocks = [], []
         seg.last_lsn = h.first_lsn - 1
         seg.checkpoint_lsn = h.checkpoint_lsn
         seg.last_ts = h.created

@@ -297,9 +297,10 @@ def _stream(
 ) -> Iterator[fmt.Record]:
     # Choose the first segment by name/header LSN (names are checked on open).
     i = 0
-    for j, s in enumerate(segs):
-        if s.first_lsn <= start:
+    for j in range(len(segs) - 1, -1, -1):  # from the newest: seeks near the end are O(1)
+        if segs[j].first_lsn <= start:
             i = j
+            break
     first_seen = False
     expected = segs[i].first_lsn if segs else start
     for seg in segs[i:]:

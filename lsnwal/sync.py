@@ -197,14 +197,22 @@ class SegmentSyncManager:
         """True when no rotated segment waits for or is being fsynced."""
         return not self._queue and self._inflight == 0
 
-    def want_rotation(self) -> bool:
-        """Group commit: if the thread is busy, ask it to rotate when free (True);
-        False when it is idle and the caller should rotate now."""
+    def request(self, target_lsn: int) -> tuple[SyncHandle, bool]:
+        """Register a handle for an uncovered ``target_lsn``; True if the caller must queue
+        the work now (the thread is idle), False if the thread will rotate when free."""
+        h = SyncHandle(self, target_lsn)
         with self.cv:
+            if self.failure is not None:
+                raise self.failure
+            if target_lsn <= self.synced_lsn:
+                h.done_flag = True
+                self.counters.commits += 1
+                return h, False
+            self._handles.append(h)
             if not self._queue and self._inflight == 0:
-                return False
+                return h, True
             self.rotation_wanted = True
-            return True
+            return h, False
 
     def handle(self, target_lsn: int) -> SyncHandle:
         """A handle for ``target_lsn`` (done at once if already durable)."""

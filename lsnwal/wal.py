@@ -277,6 +277,8 @@ class AsyncWalWriter:
                 while not lsn:  # the active segment is full (rare): rotate, then retry
                     self._rotate_for_room(n)
                     lsn = w.try_append(1, p)
+            except BackpressureTimeout:  # a TimeoutError, hence an OSError: not a disk failure
+                raise
             except OSError as exc:
                 raise self._fail(exc, "write to the active segment") from exc
             self._bytes += n
@@ -465,21 +467,24 @@ class AsyncWalWriter:
     def _sync_async_locked(self, timeout: float | None) -> SyncHandle:
         target = self._w.next_lsn - 1
         mgr = self._mgr
-        if target > self._rotated_lsn and target > mgr.synced_lsn and self._config.rotate_on_sync:
+        if target <= self._rotated_lsn or target <= mgr.synced_lsn:
+            return mgr.handle(target)  # already covered by queued or finished work
+        if self._config.rotate_on_sync:
             # Backpressure (DESIGN.md): a commit that needs a rotation, made now or later by
             # the busy sync thread, waits while the pending limits are reached.
             self._wait_room_locked(1, timeout, lambda: target > self._rotated_lsn)
-        if target > self._rotated_lsn and target > mgr.synced_lsn and not mgr.want_rotation():
-            # The sync thread is idle: queue the work now. (When it is busy,
-            # want_rotation asked it to call _rotate_for_sync once it is free, so one
-            # rotation and one fsync serve every commit that arrived meanwhile.)
+            if target <= self._rotated_lsn:
+                return mgr.handle(target)
+        # One lock round trip: register the handle and, if the sync thread is busy, ask
+        # it to rotate once free (one rotation and one fsync then serve every commit
+        # that arrived meanwhile). If it is idle, queue the work now.
+        handle, now = mgr.request(target)
+        if now:
             if self._config.rotate_on_sync:
-                self._wait_room_locked(1, timeout)
-                if self._w.next_lsn - 1 > self._rotated_lsn:
-                    self._rotate_locked()
+                self._rotate_locked()
             else:
                 self._queue_in_place_locked()
-        return mgr.handle(target)
+        return handle
 
     def _queue_in_place_locked(self) -> None:
         """``rotate_on_sync=False``: ask the sync thread to fsync the active file in place."""
