@@ -24,6 +24,7 @@ ZSTD_SUFFIX = ".zwal"
 BROKEN_SUFFIX = ".broken"
 TMP_SUFFIX = ".tmp"
 LSN_DIGITS = 20
+_PLAIN_LEN = LSN_DIGITS + len(PLAIN_SUFFIX)
 
 
 def segment_name(first_lsn: int, compressed: bool = False) -> str:
@@ -33,13 +34,20 @@ def segment_name(first_lsn: int, compressed: bool = False) -> str:
 
 def parse_segment_name(name: str) -> tuple[int, bool] | None:
     """``(first_lsn, compressed)`` for a segment file name, or None for other files."""
+    if (
+        len(name) == _PLAIN_LEN
+        and name.endswith(PLAIN_SUFFIX)
+        and name.isascii()
+        and name[:LSN_DIGITS].isdigit()
+    ):
+        return int(name[:LSN_DIGITS]), False  # the common case, checked cheaply
     if name.endswith(PLAIN_SUFFIX):
         stem, compressed = name[: -len(PLAIN_SUFFIX)], False
     elif name.endswith(ZSTD_SUFFIX):
         stem, compressed = name[: -len(ZSTD_SUFFIX)], True
     else:
         return None
-    if len(stem) != LSN_DIGITS or not stem.isdigit():
+    if len(stem) != LSN_DIGITS or not stem.isascii() or not stem.isdigit():
         return None
     return int(stem), compressed
 

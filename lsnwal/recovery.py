@@ -149,12 +149,14 @@ class Analysis:
 def _list(fs: FileSystem, directory: str, state: str) -> list[Seg]:
     if not fs.isdir(directory):
         return []
+    names = fs.listdir(directory)
+    names.sort()  # 20-digit zero-padded names: string order is LSN order
+    prefix = directory.rstrip("/") + "/"
     out = []
-    for name in fs.listdir(directory):
+    for name in names:
         parsed = parse_segment_name(name)
         if parsed is not None:
-            out.append(Seg(os.path.join(directory, name), state, parsed[0], parsed[1]))
-    out.sort(key=lambda s: s.name_lsn or 0)
+            out.append(Seg(prefix + name, state, parsed[0], parsed[1]))
     return out
 
 

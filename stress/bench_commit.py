@@ -5,10 +5,19 @@ What is measured
 A *commit* is one 100-byte record made durable before the caller goes on. The
 clock (``time.perf_counter``) runs around the whole commit, as the caller sees it:
 
-* **lsnwal** (``WalConfig()`` defaults except ``archive_enabled=True``):
-  ``append`` + ``sync()`` from one committer; ``append`` +
+* **lsnwal** (``WalConfig()`` defaults except ``archive_enabled=True`` and
+  ``rotate_on_sync``): ``append`` + ``sync()`` from one committer; ``append`` +
   ``sync_async().wait()`` from 1, 4, 16 and 64 threads; and ``append`` +
-  ``await sync_async()`` from 1000 asyncio tasks on one event loop.
+  ``await sync_async()`` from 1000 asyncio tasks on one event loop. Every lsnwal
+  workload runs once per mode (``--modes``, default both), labelled
+  ``lsnwal[rotate]`` and ``lsnwal[inplace]``:
+
+  - ``rotate`` (``rotate_on_sync=True``, the default and the DESIGN contract):
+    each group-commit batch rotates the active segment into ``pending/`` (a
+    rename plus a new file) and the sync thread fsyncs the sealed segment;
+  - ``inplace`` (``rotate_on_sync=False``): each batch queues an fsync of the
+    active file in the same FIFO; segments rotate only when full. Where creating
+    a file is expensive, this is the cheaper commit path.
 * **peers**, with the same thread counts, each thread committing in a loop:
   ``naive`` (a shared ``threading.Lock``; under it ``os.write`` of the record and
   ``os.fsync``), ``sqlite`` (stdlib sqlite3, ``journal_mode=WAL``,
@@ -34,8 +43,16 @@ How to read it
   overhead (close to 1.0x is the goal).
 * With many committers, only group commit (one fsync covering many commits) lifts
   throughput past the fsync wall. ``commits/fsync`` (from ``wal.stats()``, counted
-  over the measurement window) shows how much lsnwal batches. In CPython the
-  second wall is the GIL: thread hand-offs cap out at tens of thousands per second.
+  over the measurement window) shows how much lsnwal batches, and ``rot/s`` how
+  many segment rotations per second that cost (one per batch in ``rotate`` mode,
+  about none in ``inplace`` mode). In CPython the second wall is the GIL: thread
+  hand-offs cap out at tens of thousands per second.
+* The ratios section prints the project's targets for each mode, with ``met`` or
+  ``MISSED``: sync() x1 / naive x1 >= 0.9; sync_async().wait() x1 / naive x1 >=
+  0.8; top thread count / best peer at that count >= 1.2; asyncio tasks / best
+  peer at the top thread count >= 2.0; p99 at the top thread count / disk fsync
+  p50 <= 5.0. The targets are written for 64 threads; ``--quick`` and
+  ``--threads`` change the top count, and the ratios then use that.
 * Throughput ratios above 1.0x favour lsnwal. The latency ratio (lsnwal p99 at the
   highest thread count / disk fsync p50) says how many fsync times the slowest
   commits wait; with group commit it grows with the queue, by design.
@@ -54,7 +71,8 @@ Usage::
 
     python stress/bench_commit.py                     # 3 s per workload, 1/4/16/64 threads
     python stress/bench_commit.py --quick             # 1 s, 1 and 16 threads (smoke test)
-    python stress/bench_commit.py --json out.json --plot out.png
+    python stress/bench_commit.py --modes inplace     # lsnwal with rotate_on_sync=False only
+    python stress/bench_commit.py --json out.json --plot out.png   # also out-latency.png
 """
 
 from __future__ import annotations
@@ -94,8 +112,19 @@ PEER_TITLES = {
 }
 #: the module each peer needs; ``naive`` needs only ``os``.
 PEER_MODULES = {"sqlite": "sqlite3", "leveldb": "plyvel", "rocksdb": "rocksdict", "lmdb": "lmdb"}
+#: ``--modes`` names -> ``WalConfig.rotate_on_sync``.
+LSNWAL_MODES = {"rotate": True, "inplace": False}
+#: lsnwal workload names; reported as ``lsnwal[<mode>] <name>``.
+WL_SYNC = "append+sync()"
+WL_WAIT = "append+sync_async().wait()"
+WL_ASYNCIO = "asyncio append+await sync_async()"
 LMDB_MAP_SIZE = 1 << 30
 SQLITE_BUSY_TIMEOUT_S = 60.0
+
+
+def lsnwal_label(mode: str, workload: str) -> str:
+    """``lsnwal[rotate] append+sync()`` and the like."""
+    return f"lsnwal[{mode}] {workload}"
 
 
 # --------------------------------------------------------------------------- engines
@@ -263,12 +292,17 @@ class LmdbEngine(Engine):
 
 
 class LsnwalEngine(Engine):
-    """An lsnwal writer; ``mode`` is ``"sync"`` (blocking sync()) or ``"wait"``."""
+    """An lsnwal writer; ``mode`` is ``"sync"`` (blocking sync()) or ``"wait"``.
+
+    ``rotate_on_sync`` is passed to ``WalConfig`` (``--modes``: rotate / inplace).
+    """
 
     close_releases_waiters = True
 
-    def __init__(self, lsnwal: ModuleType, directory: Path, mode: str) -> None:
-        config = lsnwal.WalConfig(archive_enabled=True)
+    def __init__(
+        self, lsnwal: ModuleType, directory: Path, mode: str, rotate_on_sync: bool = True
+    ) -> None:
+        config = lsnwal.WalConfig(archive_enabled=True, rotate_on_sync=rotate_on_sync)
         self.wal: Any = lsnwal.open(str(directory / "wal"), config)
         self._mode = mode
 
@@ -294,7 +328,14 @@ class LsnwalEngine(Engine):
             return None
         return {
             name: getattr(stats, name, None)
-            for name in ("fsyncs", "commits", "commits_per_fsync", "fsync_p50_s", "fsync_p99_s")
+            for name in (
+                "fsyncs",
+                "commits",
+                "commits_per_fsync",
+                "fsync_p50_s",
+                "fsync_p99_s",
+                "rotations",
+            )
         }
 
     def close(self) -> None:
@@ -525,6 +566,11 @@ class WorkloadResult:
     commits_per_fsync: float | None = None
     wal_fsync_p50_s: float | None = None
     error: str | None = None
+    #: lsnwal only: ``rotate`` or ``inplace`` (``WalConfig.rotate_on_sync``)
+    mode: str | None = None
+    #: lsnwal only: segment rotations over the window (``stats().rotations`` delta)
+    rotations: int | None = None
+    rotations_per_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -542,13 +588,29 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _wal_figures(m: Measurement, commits: int) -> tuple[int | None, float | None, float | None]:
-    """fsyncs and commits per fsync over the window, from two stats() snapshots."""
+@dataclasses.dataclass(frozen=True)
+class WalFigures:
+    """What lsnwal's ``stats()`` says about the measured window."""
+
+    fsyncs: int | None = None
+    commits_per_fsync: float | None = None
+    fsync_p50_s: float | None = None
+    rotations: int | None = None
+
+
+def _delta(m: Measurement, name: str) -> int | None:
+    """``after - before`` of one counter, or ``None`` when either snapshot lacks it."""
+    before = _number((m.counters_before or {}).get(name))
+    after = _number((m.counters_after or {}).get(name))
+    if before is None or after is None:
+        return None
+    return int(after - before)
+
+
+def _wal_figures(m: Measurement, commits: int) -> WalFigures:
+    """fsyncs, commits per fsync and rotations over the window, from two stats() snapshots."""
     before, after = m.counters_before or {}, m.counters_after or {}
-    fsyncs_before, fsyncs_after = _number(before.get("fsyncs")), _number(after.get("fsyncs"))
-    fsyncs = None
-    if fsyncs_before is not None and fsyncs_after is not None:
-        fsyncs = int(fsyncs_after - fsyncs_before)
+    fsyncs = _delta(m, "fsyncs")
     commits_before, commits_after = _number(before.get("commits")), _number(after.get("commits"))
     window_commits: float | None = float(commits)
     if commits_before is not None and commits_after is not None:
@@ -558,14 +620,21 @@ def _wal_figures(m: Measurement, commits: int) -> tuple[int | None, float | None
         per_fsync = window_commits / fsyncs
     elif _number(after.get("commits_per_fsync")) is not None:
         per_fsync = _number(after.get("commits_per_fsync"))  # cumulative fallback
-    return fsyncs, per_fsync, _number(after.get("fsync_p50_s"))
+    return WalFigures(fsyncs, per_fsync, _number(after.get("fsync_p50_s")), _delta(m, "rotations"))
 
 
 def make_result(
-    engine: str, workload: str, threads: int, tasks: int, seconds: float, m: Measurement
+    engine: str,
+    workload: str,
+    threads: int,
+    tasks: int,
+    seconds: float,
+    m: Measurement,
+    mode: str | None = None,
 ) -> WorkloadResult:
     commits = len(m.latencies)
-    fsyncs, per_fsync, wal_p50 = _wal_figures(m, commits) if engine == "lsnwal" else (None,) * 3
+    wal = _wal_figures(m, commits) if engine == "lsnwal" else WalFigures()
+    rotations_per_s = wal.rotations / seconds if wal.rotations is not None and seconds > 0 else None
     return WorkloadResult(
         engine=engine,
         workload=workload,
@@ -575,17 +644,22 @@ def make_result(
         commits=commits,
         commits_per_s=commits / seconds if seconds > 0 else 0.0,
         latency=bl.summarize(m.latencies),
-        fsyncs=fsyncs,
-        commits_per_fsync=per_fsync,
-        wal_fsync_p50_s=wal_p50,
+        fsyncs=wal.fsyncs,
+        commits_per_fsync=wal.commits_per_fsync,
+        wal_fsync_p50_s=wal.fsync_p50_s,
         error=m.error,
+        mode=mode,
+        rotations=wal.rotations,
+        rotations_per_s=rotations_per_s,
     )
 
 
 def error_result(
-    engine: str, workload: str, threads: int, tasks: int, error: str
+    engine: str, workload: str, threads: int, tasks: int, error: str, mode: str | None = None
 ) -> WorkloadResult:
-    return WorkloadResult(engine, workload, threads, tasks, 0.0, 0, 0.0, None, error=error)
+    return WorkloadResult(
+        engine, workload, threads, tasks, 0.0, 0, 0.0, None, error=error, mode=mode
+    )
 
 
 def progress_line(r: WorkloadResult) -> str:
@@ -597,6 +671,8 @@ def progress_line(r: WorkloadResult) -> str:
     )
     if r.commits_per_fsync is not None:
         text += f", {r.commits_per_fsync:.1f} commits/fsync"
+    if r.rotations_per_s is not None:
+        text += f", {bl.fmt_rate(r.rotations_per_s)} rotations/s"
     if r.error:
         text += f"  ERROR: {r.error}"
     return text
@@ -615,6 +691,8 @@ class Options:
     lsnwal: bool
     fsync_iterations: int
     grace_s: float
+    #: lsnwal modes to run, names from ``LSNWAL_MODES``
+    modes: list[str] = dataclasses.field(default_factory=lambda: list(LSNWAL_MODES))
 
 
 @dataclasses.dataclass
@@ -693,12 +771,14 @@ class Runner:
         tasks: int,
         opener: Callable[[Path], Engine],
         driver: Callable[[Engine], Measurement],
+        mode: str | None = None,
     ) -> WorkloadResult:
-        directory = self._fresh_dir(f"{engine_name}-{tasks}")
+        label = f"{engine_name}-{mode}" if mode else engine_name
+        directory = self._fresh_dir(f"{label}-{tasks}")
         bl.eprint(f"running {workload} x{tasks if tasks > threads else threads} ...")
         try:
             result = self._open_and_run(
-                engine_name, workload, threads, tasks, directory, opener, driver
+                engine_name, workload, threads, tasks, directory, opener, driver, mode
             )
         finally:
             shutil.rmtree(directory, ignore_errors=True)
@@ -715,11 +795,14 @@ class Runner:
         directory: Path,
         opener: Callable[[Path], Engine],
         driver: Callable[[Engine], Measurement],
+        mode: str | None,
     ) -> WorkloadResult:
         try:
             engine = opener(directory)
         except Exception as exc:
-            return error_result(engine_name, workload, threads, tasks, f"open: {_describe(exc)}")
+            return error_result(
+                engine_name, workload, threads, tasks, f"open: {_describe(exc)}", mode
+            )
         measurement: Measurement | None = None
         close_error: str | None = None
         try:
@@ -730,7 +813,9 @@ class Runner:
             measurement.error = (
                 f"{measurement.error}; {close_error}" if measurement.error else close_error
             )
-        return make_result(engine_name, workload, threads, tasks, self.opts.seconds, measurement)
+        return make_result(
+            engine_name, workload, threads, tasks, self.opts.seconds, measurement, mode
+        )
 
 
 def _close_engine(name: str, engine: Engine, measurement: Measurement | None) -> str | None:
@@ -765,35 +850,45 @@ def run_all(scratch: Path, opts: Options) -> tuple[list[WorkloadResult], dict[st
     def threaded(n: int) -> Callable[[Engine], Measurement]:
         return lambda engine: run_threads(engine, n, o.warmup_s, o.seconds, o.grace_s)
 
-    def lsnwal_run(workload: str, mode: str, threads: int, tasks: int) -> None:
-        nonlocal lsnwal
+    dead_modes: set[str] = set()  # modes whose open() failed: the rest would fail alike
+
+    def lsnwal_run(workload: str, kind: str, threads: int, tasks: int) -> None:
+        """Run one lsnwal workload once per ``--modes`` entry, each in a fresh directory."""
         if lsnwal is None:
             return
         module = lsnwal
 
         def driver(engine: Engine) -> Measurement:
-            if mode == "asyncio":
+            if kind == "asyncio":
                 assert isinstance(engine, LsnwalEngine)
                 return run_asyncio(engine, tasks, o.warmup_s, o.seconds, o.grace_s)
             return run_threads(engine, threads, o.warmup_s, o.seconds, o.grace_s)
 
-        engine_mode = "sync" if mode == "sync" else "wait"
-        result = runner.run(
-            "lsnwal",
-            workload,
-            threads,
-            tasks,
-            lambda d: LsnwalEngine(module, d, engine_mode),
-            driver,
-        )
-        if result.error and result.error.startswith("open:"):
-            skipped["lsnwal"] = f"open() failed: {result.error[len('open: ') :]}"
-            print(f"lsnwal: skipped ({skipped['lsnwal']})", flush=True)
-            lsnwal = None  # the rest would fail the same way
+        engine_kind = "sync" if kind == "sync" else "wait"
+        for mode in o.modes:
+            if mode in dead_modes:
+                continue
+            opener = functools.partial(
+                LsnwalEngine, module, mode=engine_kind, rotate_on_sync=LSNWAL_MODES[mode]
+            )
+            result = runner.run(
+                "lsnwal",
+                lsnwal_label(mode, workload),
+                threads,
+                tasks,
+                opener,
+                driver,
+                mode,
+            )
+            if result.error and result.error.startswith("open:"):
+                key = f"lsnwal[{mode}]"
+                skipped[key] = f"open() failed: {result.error[len('open: ') :]}"
+                print(f"{key}: skipped ({skipped[key]})", flush=True)
+                dead_modes.add(mode)
 
-    lsnwal_run("lsnwal append+sync()", "sync", 1, 1)
+    lsnwal_run(WL_SYNC, "sync", 1, 1)
     for n in o.threads:
-        lsnwal_run("lsnwal append+sync_async().wait()", "wait", n, n)
+        lsnwal_run(WL_WAIT, "wait", n, n)
         for key, module in peers.items():
             runner.run(
                 key,
@@ -803,7 +898,7 @@ def run_all(scratch: Path, opts: Options) -> tuple[list[WorkloadResult], dict[st
                 functools.partial(open_peer, key, module),
                 threaded(n),
             )
-    lsnwal_run("lsnwal asyncio append+await sync_async()", "asyncio", 1, o.tasks)
+    lsnwal_run(WL_ASYNCIO, "asyncio", 1, o.tasks)
     return runner.results, skipped
 
 
@@ -816,86 +911,129 @@ def _find(
     workload_prefix: str,
     threads: int,
     tasks: int | None = None,
+    mode: str | None = None,
 ) -> WorkloadResult | None:
+    """The first successful result matching all given fields (``mode`` when not None)."""
     for r in results:
         if (
             r.engine == engine
             and r.workload.startswith(workload_prefix)
             and r.threads == threads
             and (tasks is None or r.tasks == tasks)
+            and (mode is None or r.mode == mode)
             and r.ok
         ):
             return r
     return None
 
 
+def _lsnwal_find(
+    results: Sequence[WorkloadResult], mode: str, workload: str, threads: int, tasks: int
+) -> WorkloadResult | None:
+    return _find(results, "lsnwal", lsnwal_label(mode, workload), threads, tasks, mode)
+
+
+#: (name template, comparison, target). ``{top}`` and ``{tasks}`` are filled in.
+RATIO_TARGETS: tuple[tuple[str, str, float], ...] = (
+    ("sync() x1 / naive x1 (commits/s)", ">=", 0.9),
+    ("sync_async().wait() x1 / naive x1 (commits/s)", ">=", 0.8),
+    ("x{top} threads / best peer x{top} (commits/s)", ">=", 1.2),
+    ("asyncio {tasks} tasks / best peer x{top} (commits/s)", ">=", 2.0),
+    ("x{top} p99 / disk fsync p50 (latency)", "<=", 5.0),
+)
+
+
 def compute_ratios(
     results: Sequence[WorkloadResult], disk: bl.LatencySummary, opts: Options
 ) -> list[dict[str, Any]]:
-    """The ratios the project tracks; ``value`` is None when a side is missing."""
+    """The ratios the project tracks, for each lsnwal mode, with their targets.
+
+    ``value`` (and ``met``) is None when a side is missing. The targets are set for
+    64 threads; with other thread counts the top count measured stands in.
+    """
+    if not opts.lsnwal:
+        return []
     top = max(opts.threads)
     naive1 = _find(results, "naive", "", 1)
-    sync1 = _find(results, "lsnwal", "lsnwal append+sync()", 1)
-    wait1 = _find(results, "lsnwal", "lsnwal append+sync_async", 1)
-    wait_top = _find(results, "lsnwal", "lsnwal append+sync_async", top)
-    aio = _find(results, "lsnwal", "lsnwal asyncio", 1, opts.tasks)
     peers_top = [
         r for r in results if r.engine != "lsnwal" and r.threads == top and r.ok and r.commits > 0
     ]
     best = max(peers_top, key=lambda r: r.commits_per_s, default=None)
-    best_note = f"best peer: {best.engine} {bl.fmt_rate(best.commits_per_s)}/s" if best else ""
-
-    def ratio(
-        name: str, num: float | None, den: float | None, note: str, higher_is_better: bool
-    ) -> dict[str, Any]:
-        value = num / den if num is not None and den else None
-        return {"name": name, "value": value, "note": note, "higher_is_better": higher_is_better}
+    best_note = (
+        f"best peer x{top}: {best.engine} {bl.fmt_rate(best.commits_per_s)}/s"
+        if best
+        else f"no peer measured at x{top}"
+    )
 
     def cps(r: WorkloadResult | None) -> float | None:
         return r.commits_per_s if r else None
 
-    return [
-        ratio(
-            "lsnwal sync() x1 / naive x1 (commits/s)",
-            cps(sync1),
-            cps(naive1),
-            "single-committer overhead; goal ~1.0x",
-            True,
-        ),
-        ratio(
-            "lsnwal sync_async().wait() x1 / naive x1 (commits/s)",
-            cps(wait1),
-            cps(naive1),
-            "single-committer overhead through the sync thread",
-            True,
-        ),
-        ratio(
-            f"lsnwal x{top} threads / best peer x{top} (commits/s)",
-            cps(wait_top),
-            cps(best),
-            best_note,
-            True,
-        ),
-        ratio(
-            f"lsnwal asyncio {opts.tasks} tasks / best peer x{top} (commits/s)",
-            cps(aio),
-            cps(best),
-            best_note,
-            True,
-        ),
-        ratio(
-            f"lsnwal x{top} p99 / disk fsync p50 (latency)",
-            wait_top.latency.p99_s if wait_top and wait_top.latency else None,
-            disk.p50_s,
-            f"disk fsync p50 {bl.fmt_us(disk.p50_s)} us",
-            False,
-        ),
-    ]
+    out: list[dict[str, Any]] = []
+    for mode in opts.modes:
+        sync1 = _lsnwal_find(results, mode, WL_SYNC, 1, 1)
+        wait1 = _lsnwal_find(results, mode, WL_WAIT, 1, 1)
+        wait_top = _lsnwal_find(results, mode, WL_WAIT, top, top)
+        aio = _lsnwal_find(results, mode, WL_ASYNCIO, 1, opts.tasks)
+        naive_note = f"naive x1 {bl.fmt_rate(cps(naive1))}/s" if naive1 else "naive not measured"
+        sides: list[tuple[float | None, float | None, str]] = [
+            (cps(sync1), cps(naive1), naive_note),
+            (cps(wait1), cps(naive1), naive_note),
+            (cps(wait_top), cps(best), best_note),
+            (cps(aio), cps(best), best_note),
+            (
+                wait_top.latency.p99_s if wait_top and wait_top.latency else None,
+                disk.p50_s,
+                f"disk fsync p50 {bl.fmt_us(disk.p50_s)} us",
+            ),
+        ]
+        for (template, op, target), (num, den, note) in zip(RATIO_TARGETS, sides, strict=True):
+            value = num / den if num is not None and den else None
+            met = None if value is None else (value >= target if op == ">=" else value <= target)
+            out.append(
+                {
+                    "mode": mode,
+                    "rotate_on_sync": LSNWAL_MODES[mode],
+                    "name": template.format(top=top, tasks=opts.tasks),
+                    "value": value,
+                    "op": op,
+                    "target": target,
+                    "met": met,
+                    "note": note,
+                    "higher_is_better": op == ">=",
+                }
+            )
+    return out
+
+
+def _status(met: bool | None) -> str:
+    return "n/a" if met is None else ("met" if met else "MISSED")
+
+
+_KIND_ORDER = {WL_SYNC: 0, WL_WAIT: 1, WL_ASYNCIO: 2}
+
+
+def _row_order(report: Report) -> list[WorkloadResult]:
+    """lsnwal first (sync, wait by threads, asyncio; the modes side by side), then peers."""
+    engines = {"lsnwal": 0, **{k: i + 1 for i, k in enumerate(PEER_KEYS)}}
+    modes = {m: i for i, m in enumerate(report.options.modes)}
+
+    def key(r: WorkloadResult) -> tuple[int, int, int, int, int]:
+        kind = r.workload.split("] ", 1)[-1] if r.mode else ""
+        return (
+            engines.get(r.engine, 99),
+            _KIND_ORDER.get(kind, 9),
+            r.threads,
+            r.tasks,
+            modes.get(r.mode or "", 0),
+        )
+
+    return sorted(report.results, key=key)
 
 
 def render_report(report: Report) -> str:
     out: list[str] = []
     d = report.disk_fsync
+    opts = report.options
     out.append("")
     out.append(
         f"disk: write {PAYLOAD_BYTES} B + fsync, {d.count} iterations: "
@@ -914,18 +1052,11 @@ def render_report(report: Report) -> str:
         "max us",
         "fsyncs",
         "commits/fsync",
+        "rot/s",
     ]
     rows: list[list[str]] = []
-    order = {"lsnwal": 0, **{k: i + 1 for i, k in enumerate(PEER_KEYS)}}
-    for r in sorted(
-        report.results,
-        key=lambda r: (
-            order.get(r.engine, 99),
-            r.workload != "lsnwal append+sync()",
-            r.tasks > r.threads,
-            r.threads,
-        ),
-    ):
+    ordered = _row_order(report)
+    for r in ordered:
         lat = r.latency
         rows.append(
             [
@@ -938,27 +1069,30 @@ def render_report(report: Report) -> str:
                 bl.fmt_us(lat.max_s if lat else None),
                 bl.fmt_count(r.fsyncs),
                 "-" if r.commits_per_fsync is None else f"{r.commits_per_fsync:,.1f}",
+                bl.fmt_rate(r.rotations_per_s),
             ]
         )
     out.append(
-        f"durable commits of {PAYLOAD_BYTES} B, {report.options.seconds:g} s per workload "
-        f"after {report.options.warmup_s:g} s warm-up"
+        f"durable commits of {PAYLOAD_BYTES} B, {opts.seconds:g} s per workload "
+        f"after {opts.warmup_s:g} s warm-up"
     )
     out.append(bl.render_table(headers, rows))
     out.append(
-        "latency: per commit, all committers pooled; fsyncs and commits/fsync: lsnwal's "
-        "wal.stats() over the measured window"
+        "latency: per commit, all committers pooled; fsyncs, commits/fsync and rot/s "
+        "(segment rotations per second): lsnwal's wal.stats() over the measured window"
+    )
+    out.append(
+        "lsnwal modes: rotate = WalConfig(rotate_on_sync=True), a segment rotation per "
+        "batch; inplace = rotate_on_sync=False, an in-place fsync of the active file"
     )
 
     # commits/s pivot: engine x thread count
-    counts = report.options.threads
+    counts = opts.threads
     pivot_rows: list[list[str]] = []
-    series = [("lsnwal sync_async().wait()", "lsnwal", "lsnwal append+sync_async")]
-    series += [(PEER_TITLES[k], k, "") for k in PEER_KEYS if k in report.options.peers]
-    for title, engine, prefix in series:
+    for title, engine, prefix, mode in _series(opts.modes, opts.peers):
         cells = []
         for n in counts:
-            found = _find(report.results, engine, prefix, n)
+            found = _find(report.results, engine, prefix, n, mode=mode)
             cells.append(bl.fmt_rate(found.commits_per_s) if found else "-")
         if any(c != "-" for c in cells):
             pivot_rows.append([title, *cells])
@@ -967,16 +1101,91 @@ def render_report(report: Report) -> str:
         out.append("commits/s by thread count")
         out.append(bl.render_table(["engine", *[f"x{n}" for n in counts]], pivot_rows))
 
-    out.append("")
-    out.append("ratios (throughput: >1x favours lsnwal; latency: lsnwal tail in disk fsyncs)")
-    ratio_rows = [[x["name"], bl.fmt_ratio(x["value"]), x["note"]] for x in report.ratios]
-    out.append(bl.render_table(["ratio", "value", "note"], ratio_rows, align="lrl"))
+    # lsnwal batching: commits per fsync and rotations per second, modes side by side
+    wal_rows: list[list[str]] = []
+    for r in ordered:
+        if r.engine != "lsnwal":
+            continue
+        vs_rotate = "-"
+        if r.mode != "rotate" and r.mode is not None:
+            kind = r.workload.split("] ", 1)[-1]
+            base = _lsnwal_find(report.results, "rotate", kind, r.threads, r.tasks)
+            if base is not None and base.commits_per_s > 0 and r.ok:
+                vs_rotate = bl.fmt_ratio(r.commits_per_s / base.commits_per_s)
+        wal_rows.append(
+            [
+                r.workload + ("  [ERROR]" if r.error else ""),
+                r.concurrency,
+                bl.fmt_rate(r.commits_per_s),
+                bl.fmt_count(r.fsyncs),
+                "-" if r.commits_per_fsync is None else f"{r.commits_per_fsync:,.1f}",
+                bl.fmt_count(r.rotations),
+                bl.fmt_rate(r.rotations_per_s),
+                vs_rotate,
+            ]
+        )
+    if wal_rows:
+        out.append("")
+        out.append("lsnwal batching over the measured window (commits/s vs the rotate mode)")
+        out.append(
+            bl.render_table(
+                [
+                    "workload",
+                    "threads",
+                    "commits/s",
+                    "fsyncs",
+                    "commits/fsync",
+                    "rotations",
+                    "rotations/s",
+                    "vs rotate",
+                ],
+                wal_rows,
+            )
+        )
+
+    if report.ratios:
+        out.append("")
+        out.append(
+            "ratios against the project's targets, per lsnwal mode "
+            "(throughput: >1x favours lsnwal; latency: lsnwal tail in disk fsyncs)"
+        )
+        if max(counts) != 64:
+            out.append(
+                f"  note: the targets are set for 64 threads; this run's top count is "
+                f"x{max(counts)}"
+            )
+        ratio_rows = [
+            [
+                x["mode"],
+                x["name"],
+                bl.fmt_ratio(x["value"]),
+                f"{x['op']} {x['target']:g}x",
+                _status(x["met"]),
+                x["note"],
+            ]
+            for x in report.ratios
+        ]
+        out.append(
+            bl.render_table(
+                ["mode", "ratio", "value", "target", "status", "note"], ratio_rows, align="llrrll"
+            )
+        )
+        missed = [f"{x['mode']}: {x['name']}" for x in report.ratios if x["met"] is False]
+        measured = [x for x in report.ratios if x["met"] is not None]
+        out.append(
+            f"targets met: {len(measured) - len(missed)} of {len(measured)} measured"
+            + (f" (of {len(report.ratios)})" if len(measured) != len(report.ratios) else "")
+        )
 
     errors = [r for r in report.results if r.error]
     if report.skipped or any(r.error or not r.commits for r in report.results):
         out.append("")
     for key, reason in report.skipped.items():
-        out.append(f"{key}: skipped ({reason})" if key == "lsnwal" else f"{key}: skipped: {reason}")
+        out.append(
+            f"{key}: skipped ({reason})"
+            if key.startswith("lsnwal")
+            else f"{key}: skipped: {reason}"
+        )
     for r in errors:
         out.append(f"error in {r.workload} x{r.concurrency}: {r.error}")
     for r in report.results:
@@ -985,75 +1194,148 @@ def render_report(report: Report) -> str:
     return "\n".join(out)
 
 
-def write_plot(report: Report, path: str) -> None:
-    """commits/s against thread count (log y) and p50/p99 latency against thread count."""
+def _series(modes: Sequence[str], peers: Sequence[str]) -> list[tuple[str, str, str, str | None]]:
+    """(title, engine, workload prefix, mode) of each thread-count series."""
+    series: list[tuple[str, str, str, str | None]] = [
+        (lsnwal_label(m, "sync_async().wait()"), "lsnwal", lsnwal_label(m, WL_WAIT), m)
+        for m in modes
+    ]
+    series += [(PEER_TITLES[k], k, "", None) for k in PEER_KEYS if k in peers]
+    return series
+
+
+#: line style and marker of each lsnwal mode in the plots (lsnwal is always blue).
+MODE_STYLES = {"rotate": ("-", "o"), "inplace": ("--", "s")}
+MODE_AUX_STYLES = {"rotate": ":", "inplace": "-."}
+LSNWAL_COLOR = "tab:blue"
+PEER_COLORS = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:gray")
+
+
+def _line_style(engine: str, mode: str | None, index: int) -> dict[str, Any]:
+    if engine == "lsnwal":
+        ls, marker = MODE_STYLES.get(mode or "", ("-", "o"))
+        return {"color": LSNWAL_COLOR, "ls": ls, "marker": marker, "lw": 2.5}
+    return {"color": PEER_COLORS[index % len(PEER_COLORS)], "ls": "-", "marker": "o", "lw": 1.3}
+
+
+def _latency_plot_path(path: str) -> Path:
+    """``out.png`` -> ``out-latency.png`` (same directory and suffix)."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}-latency{p.suffix or '.png'}")
+
+
+def write_plot(report: Report, path: str) -> list[str]:
+    """Write two PNGs and return their paths.
+
+    ``path``: commits/s against thread count (log-log), both lsnwal modes (solid:
+    rotate, dashed: inplace) and every peer. ``<stem>-latency.png``: p50 and p99
+    commit latency against thread count for the same series.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    counts = report.options.threads
-    fig, (ax_rate, ax_lat) = plt.subplots(1, 2, figsize=(14, 5.5))
-    series = [("lsnwal sync_async().wait()", "lsnwal", "lsnwal append+sync_async")]
-    series += [(PEER_TITLES[k], k, "") for k in PEER_KEYS]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (title, engine, prefix) in enumerate(series):
-        rows = [(n, _find(report.results, engine, prefix, n)) for n in counts]
-        pts = [
-            (n, r.commits_per_s, r.latency)
-            for n, r in rows
-            if r is not None and r.latency is not None and r.commits_per_s > 0
-        ]
-        if not pts:
-            continue
-        color = colors[i % len(colors)]
-        xs = [n for n, _, _ in pts]
-        width = 2.5 if engine == "lsnwal" else 1.5
-        ax_rate.plot(xs, [c for _, c, _ in pts], "o-", color=color, lw=width, label=title)
-        ax_lat.plot(
-            xs, [lat.p50_s * 1e6 for _, _, lat in pts], "o-", color=color, lw=width, label=title
-        )
-        ax_lat.plot(xs, [lat.p99_s * 1e6 for _, _, lat in pts], "x--", color=color, lw=1)
-    sync1 = _find(report.results, "lsnwal", "lsnwal append+sync()", 1)
-    if sync1 is not None and sync1.commits_per_s > 0:
-        ax_rate.plot([1], [sync1.commits_per_s], "s", color="black", label="lsnwal sync() x1")
-    aio = _find(report.results, "lsnwal", "lsnwal asyncio", 1, report.options.tasks)
-    if aio is not None and aio.commits_per_s > 0:
-        ax_rate.axhline(
-            aio.commits_per_s,
-            color=colors[0],
-            ls=":",
-            lw=1.5,
-            label=f"lsnwal asyncio, {report.options.tasks} tasks",
-        )
-    ax_rate.axhline(
-        1 / report.disk_fsync.p50_s, color="gray", ls="--", lw=1, label="1 / disk fsync p50"
+    opts = report.options
+    counts = opts.threads
+    m = report.machine
+    subtitle = (
+        f"{PAYLOAD_BYTES} B durable commits - {m.cpu_model}, {m.cores_usable} cores, {m.python}, "
+        f"{m.fs_type} on {m.fs_device}, {m.date}"
     )
-    ax_lat.axhline(
-        report.disk_fsync.p50_s * 1e6, color="gray", ls="--", lw=1, label="disk fsync p50"
-    )
-    for ax in (ax_rate, ax_lat):
+    disk_p50 = report.disk_fsync.p50_s
+
+    # (style, points) per series; points are (threads, result) with a latency sample
+    drawn: list[tuple[str, dict[str, Any], list[tuple[int, WorkloadResult]]]] = []
+    peer_index = 0
+    for title, engine, prefix, mode in _series(opts.modes, opts.peers):
+        style = _line_style(engine, mode, peer_index)
+        if engine != "lsnwal":
+            peer_index += 1
+        pts: list[tuple[int, WorkloadResult]] = []
+        for n in counts:
+            r = _find(report.results, engine, prefix, n, mode=mode)
+            if r is not None and r.latency is not None and r.commits_per_s > 0:
+                pts.append((n, r))
+        if pts:
+            drawn.append((title, style, pts))
+
+    def finish_axes(ax: Any) -> None:
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(counts)
         ax.set_xticklabels([str(n) for n in counts])
         ax.set_xlabel("committer threads")
         ax.grid(True, which="both", alpha=0.3)
-    ax_rate.set_ylabel("durable commits/s")
-    ax_rate.set_title("throughput")
-    ax_rate.legend(fontsize=7)
-    ax_lat.set_ylabel("commit latency (us)")
-    ax_lat.set_title("commit latency: p50 (o, solid) and p99 (x, dashed)")
-    ax_lat.legend(fontsize=7)
-    m = report.machine
-    fig.suptitle(
-        f"{PAYLOAD_BYTES} B durable commits - {m.cpu_model}, {m.cores_usable} cores, {m.python}, "
-        f"{m.fs_type} on {m.fs_device}, {m.date}",
-        fontsize=9,
-    )
+        ax.legend(fontsize=7)
+
+    # ---- throughput
+    fig, ax = plt.subplots(figsize=(10, 6))
+    for title, style, pts in drawn:
+        ax.plot([n for n, _ in pts], [r.commits_per_s for _, r in pts], label=title, **style)
+    for mode in opts.modes:
+        sync1 = _lsnwal_find(report.results, mode, WL_SYNC, 1, 1)
+        if sync1 is not None and sync1.commits_per_s > 0:
+            ax.plot(
+                [1],
+                [sync1.commits_per_s],
+                MODE_STYLES.get(mode, ("-", "o"))[1],
+                color="black",
+                mfc="none" if mode != "rotate" else "black",
+                ms=8,
+                ls="none",
+                label=f"lsnwal[{mode}] sync() x1",
+            )
+        aio = _lsnwal_find(report.results, mode, WL_ASYNCIO, 1, opts.tasks)
+        if aio is not None and aio.commits_per_s > 0:
+            ax.axhline(
+                aio.commits_per_s,
+                color=LSNWAL_COLOR,
+                ls=MODE_AUX_STYLES.get(mode, ":"),
+                lw=1.5,
+                label=f"lsnwal[{mode}] asyncio, {opts.tasks} tasks",
+            )
+    ax.axhline(1 / disk_p50, color="gray", ls="--", lw=1, label="1 / disk fsync p50")
+    ax.set_ylabel("durable commits/s")
+    ax.set_title("throughput (lsnwal: solid = rotate_on_sync=True, dashed = False)")
+    finish_axes(ax)
+    fig.suptitle(subtitle, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+    # ---- latency: p50 and p99 side by side
+    lat_path = _latency_plot_path(path)
+    fig, (ax50, ax99) = plt.subplots(1, 2, figsize=(14, 5.5), sharey=True)
+    for title, style, pts in drawn:
+        xs = [n for n, _ in pts]
+        lats = [r.latency for _, r in pts if r.latency is not None]
+        ax50.plot(xs, [lat.p50_s * 1e6 for lat in lats], label=title, **style)
+        ax99.plot(xs, [lat.p99_s * 1e6 for lat in lats], label=title, **style)
+    for mode in opts.modes:
+        aio = _lsnwal_find(report.results, mode, WL_ASYNCIO, 1, opts.tasks)
+        if aio is not None and aio.latency is not None:
+            for axis, value in ((ax50, aio.latency.p50_s), (ax99, aio.latency.p99_s)):
+                axis.axhline(
+                    value * 1e6,
+                    color=LSNWAL_COLOR,
+                    ls=MODE_AUX_STYLES.get(mode, ":"),
+                    lw=1.2,
+                    label=f"lsnwal[{mode}] asyncio, {opts.tasks} tasks",
+                )
+    for axis in (ax50, ax99):
+        axis.axhline(disk_p50 * 1e6, color="gray", ls="--", lw=1, label="disk fsync p50")
+    ax99.axhline(5 * disk_p50 * 1e6, color="red", ls=":", lw=1, label="target: 5 x disk fsync p50")
+    ax50.set_ylabel("commit latency (us)")
+    ax50.set_title("p50 commit latency")
+    ax99.set_title("p99 commit latency")
+    finish_axes(ax50)
+    finish_axes(ax99)
+    fig.suptitle(subtitle, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(lat_path, dpi=120)
+    plt.close(fig)
+    return [path, str(lat_path)]
 
 
 # --------------------------------------------------------------------------- CLI
@@ -1077,6 +1359,18 @@ def _peer_list(text: str) -> list[str]:
             f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEER_KEYS)}"
         )
     return [k for k in PEER_KEYS if k in names]
+
+
+def _mode_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in LSNWAL_MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(LSNWAL_MODES)}"
+        )
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one mode (or use --no-lsnwal)")
+    return list(dict.fromkeys(names))
 
 
 def _positive(text: str) -> float:
@@ -1123,6 +1417,15 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Options]
     )
     parser.add_argument("--no-lsnwal", action="store_true", help="run only the peers")
     parser.add_argument(
+        "--modes",
+        type=_mode_list,
+        default=list(LSNWAL_MODES),
+        help="comma-separated lsnwal modes, each lsnwal workload runs once per mode: "
+        "rotate (WalConfig.rotate_on_sync=True, a segment rotation per commit batch) and "
+        "inplace (rotate_on_sync=False, an in-place fsync of the active file); "
+        f"default {','.join(LSNWAL_MODES)}",
+    )
+    parser.add_argument(
         "--fsync-iterations",
         type=int,
         default=500,
@@ -1139,7 +1442,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Options]
         "--plot",
         metavar="PATH.png",
         default=None,
-        help="draw commits/s and latency against thread count (matplotlib)",
+        help="draw commits/s against thread count into PATH.png and p50/p99 latency "
+        "into PATH-latency.png (matplotlib)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke test: 1 s per workload, thread counts 1 and 16"
@@ -1163,6 +1467,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Options]
         lsnwal=not args.no_lsnwal,
         fsync_iterations=args.fsync_iterations,
         grace_s=max(10.0, 2 * seconds),
+        modes=args.modes,
     )
     return args, opts
 
@@ -1196,11 +1501,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {args.json}")
     if args.plot:
         try:
-            write_plot(report, args.plot)
+            written = write_plot(report, args.plot)
         except ImportError as exc:
             print(f"plot skipped: {_describe(exc)}", file=sys.stderr)
         else:
-            print(f"wrote {args.plot}")
+            for name in written:
+                print(f"wrote {name}")
     return 1 if any(r.error for r in results) else 0
 
 

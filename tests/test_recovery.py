@@ -881,3 +881,30 @@ def test_pending_and_archive_outside_the_wal_directory(tmp_path: Path) -> None:
         assert (arch / newest.name).exists()
         wal.append(b"more")
     assert payloads_of(root, cfg) == [*MULTI_PAYLOADS[:120], b"more"]
+
+
+def test_active_duplicate_of_newest_pending_is_dropped(tmp_path: Path) -> None:
+    """An ``active.wal`` byte-identical to the newest pending segment (a rename whose old
+    name survived) is the same segment found twice: open counts it once, loses nothing."""
+    d = tmp_path / "wal"
+    cfg = WalConfig(segment_max_bytes=4096)
+    payloads = [b"rec-%03d" % i * 9 for i in range(12)]
+    with lsnwal.open(d, cfg) as wal:
+        wal.append_batch(payloads)
+        wal.sync_async().wait(10)
+        wal.wait_archived(10)
+    # Rebuild the state "renamed into pending/, old name kept": move the archived copy
+    # back to pending/ and give it its old name too (a hard link, as both names would be).
+    archived = sorted((d / "archive").iterdir())
+    assert len(archived) == 1
+    pending = d / "pending" / archived[0].name
+    os.rename(archived[0], pending)
+    os.unlink(d / "active.wal")
+    os.link(pending, d / "active.wal")
+    with lsnwal.open(d, cfg) as wal:
+        assert wal.last_lsn == len(payloads)
+        assert any("duplicate" in line for line in wal.recovery_report)
+        wal.append(b"after")
+    got = [(r.lsn, r.payload) for r in lsnwal.replay(d)]
+    assert got == [(i + 1, p) for i, p in enumerate(payloads)] + [(13, b"after")]
+    assert lsnwal.verify(d).ok
