@@ -200,6 +200,13 @@ class SegmentSyncManager:
     def request(self, target_lsn: int) -> tuple[SyncHandle, bool]:
         """Register a handle for an uncovered ``target_lsn``; True if the caller must queue
         the work now (the thread is idle), False if the thread will rotate when free."""
+        return self._register(target_lsn, ask_rotation=True)
+
+    def handle(self, target_lsn: int) -> SyncHandle:
+        """A handle for ``target_lsn`` (done at once if already durable)."""
+        return self._register(target_lsn, ask_rotation=False)[0]
+
+    def _register(self, target_lsn: int, ask_rotation: bool) -> tuple[SyncHandle, bool]:
         h = SyncHandle(self, target_lsn)
         with self.cv:
             if self.failure is not None:
@@ -209,23 +216,12 @@ class SegmentSyncManager:
                 self.counters.commits += 1
                 return h, False
             self._handles.append(h)
+            if not ask_rotation:
+                return h, False
             if not self._queue and self._inflight == 0:
                 return h, True
             self.rotation_wanted = True
             return h, False
-
-    def handle(self, target_lsn: int) -> SyncHandle:
-        """A handle for ``target_lsn`` (done at once if already durable)."""
-        h = SyncHandle(self, target_lsn)
-        with self.cv:
-            if self.failure is not None:
-                raise self.failure
-            if target_lsn <= self.synced_lsn:
-                h.done_flag = True
-                self.counters.commits += 1
-            else:
-                self._handles.append(h)
-        return h
 
     def register_future(
         self, h: SyncHandle, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]
