@@ -206,6 +206,12 @@ class SegmentSyncManager:
         """A handle for ``target_lsn`` (done at once if already durable)."""
         return self._register(target_lsn, ask_rotation=False)[0]
 
+    def defer_rotation(self) -> None:
+        """Ask the (idle) thread to make the rotation itself, as when it is busy."""
+        with self.cv:
+            self.rotation_wanted = True
+            self.cv.notify_all()
+
     def _register(self, target_lsn: int, ask_rotation: bool) -> tuple[SyncHandle, bool]:
         h = SyncHandle(self, target_lsn)
         with self.cv:

@@ -47,7 +47,8 @@ from .stats import WalStats, percentile
 from .sync import SegmentSyncManager, SyncHandle
 from .writer import SPARE_PREFIX, SPARE_SUFFIX, SealedSegment, SegmentWriter, SparePool
 
-_BYTES_LIKE = (bytes, bytearray, memoryview)
+#: the sync thread waits at most this long for a pre-created segment file
+SPARE_WAIT_S = 0.005
 
 
 def _as_payload(payload: object) -> bytes:
@@ -480,10 +481,15 @@ class AsyncWalWriter:
         # that arrived meanwhile). If it is idle, queue the work now.
         handle, now = mgr.request(target)
         if now:
-            if self._config.rotate_on_sync:
+            if not self._config.rotate_on_sync:
+                self._queue_in_place_locked()
+            elif self._spares.ready():
                 self._rotate_locked()
             else:
-                self._queue_in_place_locked()
+                # No pre-created file yet: creating one here would hold the writer lock
+                # for about a millisecond. Let the sync thread rotate once a spare is
+                # ready; commits arriving meanwhile join the same rotation.
+                mgr.defer_rotation()
         return handle
 
     def _queue_in_place_locked(self) -> None:
@@ -509,6 +515,10 @@ class AsyncWalWriter:
 
     def _rotate_for_sync(self) -> None:
         """Called by the sync thread when commits are waiting for a rotation."""
+        if self._config.rotate_on_sync:
+            # Wait for a pre-created file *outside* the writer lock: appends go on and
+            # join this rotation (adaptive batching when file creation is slow).
+            self._spares.wait_ready(SPARE_WAIT_S)
         with self._lock:
             if self._closed or self._mgr.failure is not None:
                 return

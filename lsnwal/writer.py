@@ -105,9 +105,23 @@ class SparePool:
             try:
                 fd = self._fs.create(path)
             except OSError:
-                return  # spares are an optimisation: the writer creates files itself
+                with self._cv:  # spares are an optimisation: the writer creates files itself
+                    self._stopping = True
+                    self._cv.notify_all()
+                return
             with self._cv:
                 self._ready.append((path, fd))
+                self._cv.notify_all()
+
+    def ready(self) -> bool:
+        """True when a spare can be taken without waiting (or when there will be none)."""
+        return bool(self._ready) or self._stopping
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for a spare; True if one is ready."""
+        with self._cv:
+            return self._cv.wait_for(lambda: bool(self._ready) or self._stopping, timeout) \
+                and bool(self._ready)
 
     def stop(self) -> None:
         """Stop the thread and delete unused spares."""
