@@ -305,22 +305,17 @@ class SegmentWriter:
             ts = self.last_ts
         if lsn == self.first_lsn:
             self.first_ts = ts
-        buf = self.buf
-        pack = fmt.RECORD_HEADER_TAIL.pack
-        upack = fmt.U32.pack
-        crc = fmt.crc32c
-        data_kind = int(fmt.RecordKind.DATA)
+        n = len(payloads)
         flush_at = self._flush_at
-        for p in payloads:
-            tail = pack(len(p), lsn, ts, data_kind, 0, 0)
-            buf += upack(crc(p, crc(tail)))
-            buf += tail
-            buf += p
-            lsn += 1
-            if len(buf) >= flush_at:
+        # Encode in slices of about one write buffer (bounded memory, same flush points).
+        step = max(1, min(1024, flush_at // (sum(map(len, payloads)) // n + 29)))
+        for i in range(0, n, step):
+            part = payloads[i : i + step]
+            self.buf += fmt.encode_data_records(part, lsn, ts)
+            lsn += len(part)
+            if len(self.buf) >= flush_at:
                 self.next_lsn = lsn
                 self.flush()
-                buf = self.buf
         self.next_lsn = lsn
         self.last_ts = ts
         return first
