@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 from .config import WalConfig
 from .fs import FailpointHook, FileSystem, SyncBackend
-from .names import TMP_SUFFIX, WalPaths, parse_segment_name, segment_name
+from .names import TMP_SUFFIX, ZSTD_SUFFIX, WalPaths, parse_segment_name, segment_name
 from .recovery import Seg, load_archived, same_records
+from .seekindex import append_index, write_index
 from .segment import read_header, read_seal
 from .writer import SealedSegment
 
@@ -218,6 +219,7 @@ class Archiver:
         with self._cv:
             self.segments.extend(done)
             self.archive_bytes += sum(s.size_bytes for s in done)
+        append_index(fs, self._paths.root, [(s.first_lsn, compress) for s in done])
 
     def _copy(self, seg: SealedSegment, dst: str, compress: bool) -> int:
         fs = self._fs
@@ -340,7 +342,14 @@ class Archiver:
         # Crash before this fsync: some unlinks may be undone; those segments are all
         # at or below the checkpoint, so keeping them longer is harmless.
         self._sync_dir(self._paths.archive)
+        self.rewrite_index()
         return plan
+
+    def rewrite_index(self) -> None:
+        """Rewrite the seek index from the segments this archiver knows (a hint)."""
+        with self._cv:
+            entries = [(s.first_lsn, s.path.endswith(ZSTD_SUFFIX)) for s in self.segments]
+        write_index(self._fs, self._paths.root, entries)
 
     def prune_now(self, dry_run: bool) -> list[PruneCandidate]:
         """Apply (or with ``dry_run`` only list) retention now, from the caller's thread."""

@@ -315,11 +315,22 @@ def _classify(fs: FileSystem, seg: Seg) -> str:
 
 
 def analyze(
-    fs: FileSystem, paths: WalPaths, config: WalConfig, *, full_archive: bool = False
+    fs: FileSystem,
+    paths: WalPaths,
+    config: WalConfig,
+    *,
+    full_archive: bool = False,
+    archive: list[Seg] | None = None,
 ) -> Analysis:
-    """Find the log's segments and its end without changing anything on disk."""
+    """Find the log's segments and its end without changing anything on disk.
+
+    ``archive`` (for seeks) replaces the listing of the archive directory with
+    the newest archived segments only; continuity to the live segments is still
+    checked against the newest of them.
+    """
     mode = config.recovery_mode
-    archive = list_archive(fs, paths)
+    if archive is None:
+        archive = list_archive(fs, paths)
     # The same first LSN twice in the archive (e.g. plain and compressed) is one segment.
     by_lsn: dict[int, Seg] = {}
     for s in archive:

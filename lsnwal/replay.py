@@ -15,6 +15,7 @@ and the one record decoder. Rules kept here:
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import itertools
 import os
@@ -28,6 +29,7 @@ from .fs import FileSystem, OsFileSystem
 from .names import WalPaths, segment_name
 from .recovery import Analysis, Seg, analyze, load_archived
 from .restore import RestoreResult, write_restored
+from .seekindex import read_index
 from .segment import (
     Chunk,
     ScanEnd,
@@ -62,6 +64,43 @@ def _analyze_live(fs: FileSystem, paths: WalPaths, cfg: WalConfig) -> Analysis:
             last_exc = exc
     assert last_exc is not None
     raise last_exc
+
+
+def _analyze_seek(
+    fs: FileSystem, paths: WalPaths, cfg: WalConfig, from_lsn: int
+) -> Analysis | None:
+    """Analysis for a replay from ``from_lsn`` without listing the archive, or None.
+
+    The archive's seek index names the segment holding ``from_lsn`` and the ones
+    after it. Any doubt returns None, and the caller lists the directory: no
+    index, ``from_lsn`` older than the index, a named file missing, the index
+    ending before the archive does (the next segment's name exists), or an
+    analysis that is not clean (it would have to cut or set aside anything).
+    """
+    entries = read_index(fs, paths.root)
+    if not entries:
+        return None
+    i = bisect.bisect_right([lsn for lsn, _ in entries], from_lsn) - 1
+    if i < 0:
+        return None
+    segs = [
+        Seg(os.path.join(paths.archive, segment_name(lsn, c)), "archive", lsn, c)
+        for lsn, c in entries[i:]
+    ]
+    if not fs.exists(segs[0].path):
+        return None
+    try:
+        an = analyze(fs, paths, cfg, archive=segs)
+    except (OSError, WalCorruptionError):
+        return None
+    if an.cut is not None or an.set_aside or an.duplicates:
+        return None
+    nxt = segs[-1].last_lsn + 1
+    if not an.live and any(
+        fs.exists(os.path.join(paths.archive, segment_name(nxt, c))) for c in (False, True)
+    ):
+        return None  # archived segments the index does not know yet
+    return an
 
 
 def _segments(an: Analysis) -> list[Seg]:
@@ -126,7 +165,12 @@ def _open_segment(
             "(missing or extra segment)", path=path, offset=0, lsn=expected - 1)
     if mismatch is not None:
         raise mismatch
-    raise FileNotFoundError(f"segment {seg.path} (first LSN {expected}) is gone")
+    # Listed a moment ago, gone from pending/ and archive/ now: retention pruned it
+    # while we were reading (only the oldest segments are ever deleted).
+    raise LsnUnavailableError(
+        f"segment {seg.path} (first LSN {expected}) was pruned while being replayed; "
+        "replay from a retained LSN (e.g. the checkpoint + 1)"
+    )
 
 
 _DATA = int(fmt.RecordKind.DATA)
@@ -240,7 +284,11 @@ def replay(
     fs = fs or OsFileSystem()
     cfg = config or WalConfig()
     paths = WalPaths.of(path, cfg)
-    an = _analyze_live(fs, paths, cfg)
+    an = None
+    if from_lsn is not None and until_mark is None:
+        an = _analyze_seek(fs, paths, cfg, from_lsn)
+    if an is None:
+        an = _analyze_live(fs, paths, cfg)
     return _replay(fs, an, cfg, from_lsn, until_lsn, t_target, until_mark, inclusive, kind_set,
                    paths)
 

@@ -160,6 +160,7 @@ class AsyncWalWriter:
             fs, backend, paths, self._config, an.archive, checkpoint_lsn=an.checkpoint_lsn,
             failpoint=self._fp,
         )
+        self._archiver.rewrite_index()  # the seek index is a hint: rebuilt at every open
         self._mgr = SegmentSyncManager(
             fs, backend, self._pending_fd, initial_synced_lsn=an.next_lsn - 1,
             on_synced=self._archiver.submit, failpoint=self._fp, root_dir_fd=self._root_fd,
