@@ -15,7 +15,6 @@ and the one record decoder. Rules kept here:
 
 from __future__ import annotations
 
-import bisect
 import datetime as _dt
 import itertools
 import os
@@ -29,7 +28,7 @@ from .fs import FileSystem, OsFileSystem
 from .names import WalPaths, segment_name
 from .recovery import Analysis, Seg, analyze, load_archived
 from .restore import RestoreResult, write_restored
-from .seekindex import read_index
+from .seekindex import seek_entries
 from .segment import (
     Chunk,
     ScanEnd,
@@ -77,19 +76,18 @@ def _analyze_seek(
     ending before the archive does (the next segment's name exists), or an
     analysis that is not clean (it would have to cut or set aside anything).
     """
-    entries = read_index(fs, paths.root)
+    entries = seek_entries(fs, paths.root, from_lsn)
     if not entries:
-        return None
-    i = bisect.bisect_right([lsn for lsn, _ in entries], from_lsn) - 1
-    if i < 0:
         return None
     segs = [
         Seg(os.path.join(paths.archive, segment_name(lsn, c)), "archive", lsn, c)
-        for lsn, c in entries[i:]
+        for lsn, c in entries
     ]
-    if not fs.exists(segs[0].path):
-        return None
     try:
+        # The first segment must be what the index says (header checked against the
+        # name); the stream follows the rest of the chain by LSN and looks a segment
+        # up by name where the index has a hole (see _stream).
+        load_archived(fs, segs[0])
         an = analyze(fs, paths, cfg, archive=segs)
     except (OSError, WalCorruptionError):
         return None
@@ -101,6 +99,17 @@ def _analyze_seek(
     ):
         return None  # archived segments the index does not know yet
     return an
+
+
+def _by_name(fs: FileSystem, paths: WalPaths | None, first_lsn: int) -> Seg | None:
+    """The archived segment named for ``first_lsn``, if one exists."""
+    if paths is None:
+        return None
+    for compressed in (False, True):
+        path = os.path.join(paths.archive, segment_name(first_lsn, compressed))
+        if fs.exists(path):
+            return Seg(path, "archive", first_lsn, compressed)
+    return None
 
 
 def _segments(an: Analysis) -> list[Seg]:
@@ -351,9 +360,26 @@ def _stream(
             break
     first_seen = False
     expected = segs[i].first_lsn if segs else start
-    for seg in segs[i:]:
+    j = i
+    while j < len(segs):
         if expected > stop_lsn:
             break
+        # Follow the chain by LSN: the next listed segment if it starts at `expected`;
+        # else the segment of that name (a seek index may have holes or stale entries).
+        while j < len(segs) and segs[j].first_lsn < expected and segs[j].state == "archive":
+            j += 1
+        if j < len(segs) and segs[j].first_lsn == expected:
+            seg = segs[j]
+            j += 1
+        else:
+            found = _by_name(fs, paths, expected)
+            if found is None:
+                if j >= len(segs):
+                    break
+                seg = segs[j]  # _iter_segment reports the gap with both LSNs
+                j += 1
+            else:
+                seg = found
         seen = [expected - 1]
         for rec in _iter_segment(fs, seg, expected, start, stop_quietly, seen, paths):
             if rec.lsn > stop_lsn:

@@ -70,6 +70,53 @@ def append_index(fs: FileSystem, root: str, entries: list[Entry]) -> None:
             fs.unlink(path)
 
 
+def seek_entries(fs: FileSystem, root: str, lsn: int) -> list[Entry] | None:
+    """The entries from the last one whose first LSN is <= ``lsn`` to the end, or None.
+
+    A binary search with 8-byte reads: O(log n) reads plus the tail it returns,
+    so a seek costs the same for 10 or 100,000 archived segments. The entries
+    returned must be strictly increasing; anything else (no index, no entry at or
+    below ``lsn``, a damaged index) is None.
+    """
+    path = os.path.join(root, INDEX_NAME)
+    try:
+        fd = fs.open_read(path)
+    except OSError:
+        return None
+    try:
+        head = len(INDEX_MAGIC)
+        size = fs.fsize(fd)
+        if fs.pread(fd, head, 0) != INDEX_MAGIC:
+            return None
+        n = (size - head) // _ENTRY.size
+        lo, hi = 0, n  # find the last entry <= lsn: invariant entries[<lo] <= lsn < entries[>=hi]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            raw = fs.pread(fd, _ENTRY.size, head + mid * _ENTRY.size)
+            if len(raw) != _ENTRY.size:
+                return None
+            if _ENTRY.unpack(raw)[0] >> 1 <= lsn:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == 0:
+            return None
+        tail = fs.pread(fd, (n - lo + 1) * _ENTRY.size, head + (lo - 1) * _ENTRY.size)
+    except OSError:
+        return None
+    finally:
+        fs.close(fd)
+    out: list[Entry] = []
+    prev = 0
+    for (value,) in _ENTRY.iter_unpack(tail[: len(tail) - len(tail) % _ENTRY.size]):
+        first = value >> 1
+        if first <= prev:
+            return None
+        out.append((first, bool(value & 1)))
+        prev = first
+    return out if out and out[0][0] <= lsn else None
+
+
 def read_index(fs: FileSystem, root: str) -> list[Entry] | None:
     """The index's entries, or None when it is missing or not well formed."""
     path = os.path.join(root, INDEX_NAME)

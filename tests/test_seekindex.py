@@ -77,7 +77,7 @@ def test_seek_does_not_list_the_archive(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "damage", ["short", "bad-magic", "unordered", "missing-segment", "empty"]
+    "damage", ["short", "bad-magic", "unordered", "missing-segment", "empty", "hole"]
 )
 def test_a_bad_index_is_never_trusted(tmp_path: Path, damage: str) -> None:
     """A stale, damaged or lying index falls back to the listing: results stay exact."""
@@ -94,9 +94,12 @@ def test_a_bad_index_is_never_trusted(tmp_path: Path, damage: str) -> None:
         index.write_bytes(INDEX_MAGIC + body[8:16] + body[:8] + body[16:])
     elif damage == "missing-segment":  # an entry whose file is gone
         index.write_bytes(raw + (10**9 << 1).to_bytes(8, "little"))
+    elif damage == "hole":  # entries missing in the middle: followed by name
+        body = raw[len(INDEX_MAGIC):]
+        index.write_bytes(INDEX_MAGIC + body[:40] + body[80:])
     else:
         index.write_bytes(INDEX_MAGIC)
-    for x in (1, 1000, 1950, 2000):
+    for x in (1, 100, 300, 1000, 1950, 2000):
         assert _replay(d, cfg, x) == [(i + 1, _payload(i)) for i in range(x - 1, 2000)]
 
 
