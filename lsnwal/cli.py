@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol, TextIO
+from typing import Any, NoReturn, Protocol, TextIO, TypeVar
 
 from . import format as fmt
 from .config import WalConfig
@@ -49,6 +49,7 @@ from .names import ACTIVE_NAME, WalPaths
 from .recovery import Analysis, Seg, analyze
 
 PROG = "lsnwal"
+_N = TypeVar("_N", int, float)
 _STATES = ("archive", "pending", "active")
 _RETRIES = 5  # a live writer may rotate or archive between our listings: look again
 
@@ -100,34 +101,26 @@ def _parse_time(text: str) -> float:
     return value.timestamp()
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+def _number(
+    conv: Callable[[str], _N], what: str, ok: Callable[[_N], bool], rule: str
+) -> Callable[[str], _N]:
+    """An argparse type: ``conv(text)``, refused unless ``ok(value)``."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = conv(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text} {rule}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must not be negative")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be positive")
-    return value
+_positive_int = _number(int, "an integer", lambda v: v >= 1, "must be at least 1")
+_non_negative_int = _number(int, "an integer", lambda v: v >= 0, "must not be negative")
+_positive_float = _number(float, "a number", lambda v: v > 0, "must be positive")
 
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,

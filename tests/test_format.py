@@ -12,18 +12,16 @@ or an lsnwal error (``HeaderError``/``ValueError``/``WalError``), nothing else.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
 import struct
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import zstandard
+from _golden import FIXTURES, load_generator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,21 +29,7 @@ from lsnwal import compress, segment
 from lsnwal import format as fmt
 from lsnwal.errors import WalError
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def _load_generator() -> ModuleType:
-    name = "lsnwal_make_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, FIXTURES / "make_fixtures.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-gen = _load_generator()
+gen = load_generator()
 FX = {fx.name: fx for fx in gen.build_all()}
 for _fx in FX.values():  # the tests decode the committed bytes, which must be the built ones
     _fx.data = (FIXTURES / _fx.name).read_bytes()

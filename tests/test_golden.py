@@ -9,18 +9,16 @@ that the real writer, the real readers and ``docs/format.md`` agree with them.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import re
 import shutil
 import struct
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import zstandard
+from _golden import FIXTURES, load_generator
 
 import lsnwal
 from lsnwal import compress, segment
@@ -29,22 +27,10 @@ from lsnwal.fs import OsFileSystem
 from lsnwal.names import WalPaths, segment_name
 from lsnwal.writer import SegmentWriter
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "format.md"
 
 
-def _load_generator() -> ModuleType:
-    name = "lsnwal_make_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, FIXTURES / "make_fixtures.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-gen = _load_generator()
+gen = load_generator()
 BUILT = {fx.name: fx for fx in gen.build_all()}
 T0 = gen.T0
 
