@@ -512,8 +512,11 @@ def apply_cuts(fs: FileSystem, an: Analysis, backend: SyncBackend | None = None)
         touched_dirs.add(os.path.dirname(seg.path))
         log.warning("lsnwal recovery: %s", an.report()[0])
     for s in an.set_aside:
-        fs.rename(s.path, _free_name(fs, s.path + BROKEN_SUFFIX))
         touched_dirs.add(os.path.dirname(s.path))
+        if s.state == "active" and s.size == 0:
+            fs.unlink(s.path)  # created just before the crash: no bytes, no evidence
+            continue
+        fs.rename(s.path, _free_name(fs, s.path + BROKEN_SUFFIX))
         log.warning("lsnwal recovery: set aside %s", s.path)
     for s in an.duplicates:
         fs.unlink(s.path)
