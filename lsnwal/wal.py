@@ -6,9 +6,13 @@ archiver. Rules kept here:
 * Bad input changes nothing: payloads are checked (type, size) before the lock
   is taken and before an LSN is assigned; ``append_batch`` checks every item
   first; a call that times out on backpressure has appended nothing.
-* ``sync_async`` rotates only when the last LSN is not yet covered by a rotated
-  segment (group commit: one rotation and one fsync serve every commit that
-  arrived meanwhile).
+* ``sync_async`` queues work only when the last LSN is not yet covered by queued
+  work; while the sync thread is busy it only flags that work is wanted, and the
+  thread makes one unit for every commit that arrived meanwhile (group commit).
+  The unit is a rotation into ``pending/`` (``rotate_on_sync=True``, the
+  default) or an in-place fsync of the active file through the same FIFO
+  (``False``). Rotations use a pre-created spare file, waited for outside the
+  writer lock, because creating a file can cost a millisecond.
 * The blocking ``sync()`` fsyncs the active file in place when no rotated
   segment is waiting (nothing older can be unsynced then), so a lone committer
   pays one fsync, not a rename + create + fsync + directory fsync; otherwise it
