@@ -471,16 +471,37 @@ def test_every_crash_state_recovers_all_acknowledged_records(
     assert tally.checked >= MIN_STATES, tally.line()
 
 
-def _hits_per_failpoint(cfg: lsnwal.WalConfig, seed: int, steps: int) -> Counter[str]:
-    hits: Counter[str] = Counter()
+def _hits_per_failpoint(
+    cfg: lsnwal.WalConfig, seed: int, steps: int
+) -> dict[str, list[str]]:
+    """For each failpoint, the kind of thread ("main", "sync", ...) of each hit, in order."""
+    hits: dict[str, list[str]] = {}
     lock = threading.Lock()
 
     def count(point: str) -> None:
         with lock:
-            hits[point] += 1
+            hits.setdefault(point, []).append(_thread_kind(threading.current_thread().name))
 
     run_workload(cfg, seed, steps, rec=Recorder(snapshot_ops=False), failpoint=count)
     return hits
+
+
+def _picks(kinds: list[str], per_point: int, salt: str) -> list[int]:
+    """Which hits (1-based) to crash at: every one, or a sample covering every thread kind.
+
+    A failpoint is passed by several threads (a directory fsync: the sync thread,
+    the archiver, an in-place ``sync()``); the sample takes the first, a middle
+    and the last hit of each kind, so that every thread's crash window is tried
+    however the threads interleave.
+    """
+    n = len(kinds)
+    if not per_point:
+        return list(range(1, n + 1))
+    chosen = {1, n, *random.Random(salt).sample(range(1, n + 1), min(n, per_point))}
+    for kind in set(kinds):
+        at = [i + 1 for i, k in enumerate(kinds) if k == kind]
+        chosen.update((at[0], at[len(at) // 2], at[-1]))
+    return sorted(chosen)
 
 
 def _crash_at_failpoint(
@@ -524,13 +545,10 @@ def test_crash_at_every_failpoint_recovers_all_acknowledged_records(
     for cfg_name, cfg in CONFIGS.items():
         hits = _hits_per_failpoint(cfg, 7, steps)
         for name in FAILPOINTS:
-            n = hits[name]
-            if not n:
+            kinds = hits.get(name, [])
+            if not kinds:
                 continue
-            picks = range(1, n + 1) if not per_point else sorted(
-                {1, n, *random.Random(f"{cfg_name}{name}").sample(range(1, n + 1),
-                                                                  min(n, per_point))})
-            for nth in picks:
+            for nth in _picks(kinds, per_point, f"{cfg_name}{name}"):
                 snap = _crash_at_failpoint(cfg, 7, steps, name, nth)
                 if snap is None:
                     continue
