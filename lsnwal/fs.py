@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import stat
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
@@ -247,10 +246,3 @@ class OsFileSystem:
         """The real fsync backend."""
         return OsSyncBackend()
 
-
-def is_regular_file(path: str) -> bool:
-    """True for an existing regular file (used only by the CLI's checks)."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
