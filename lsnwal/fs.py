@@ -72,6 +72,9 @@ class FileSystem(Protocol):
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         """Read up to ``size`` bytes at ``offset``."""
 
+    def pwrite(self, fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+        """Write all of ``data`` at ``offset`` (the descriptor's position is unchanged)."""
+
     def fsize(self, fd: int) -> int:
         """Size of an open file."""
 
@@ -170,6 +173,18 @@ class OsFileSystem:
             parts.append(more)
             got += len(more)
         return b"".join(parts)
+
+    def pwrite(self, fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+        """Write everything at ``offset``, retrying short writes."""
+        n = os.pwrite(fd, data, offset)
+        if n == len(data):
+            return
+        with memoryview(data) as mv:
+            while n < len(mv):
+                w = os.pwrite(fd, mv[n:], offset + n)
+                if w <= 0:  # pragma: no cover - os.pwrite raises instead
+                    raise OSError(errno.EIO, "pwrite made no progress")
+                n += w
 
     def fsize(self, fd: int) -> int:
         """Size of an open file."""

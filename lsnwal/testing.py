@@ -402,6 +402,15 @@ class SimFileSystem:
         self._done("write", f"{of.path} off={of.pos - len(chunk)} len={len(chunk)}")
 
     @_op
+    def pwrite(self, fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+        """Write all of ``data`` at ``offset``; the position is unchanged."""
+        of = self._file(fd, write=True)
+        chunk = bytes(data)
+        self._reserve(offset + len(chunk) - len(self._inodes[of.ino].data))
+        self._change(of, ("w", offset, chunk))
+        self._done("write", f"{of.path} off={offset} len={len(chunk)}")
+
+    @_op
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         """Read up to ``size`` bytes at ``offset`` (short at end of file)."""
         return bytes(self._inodes[self._file(fd).ino].data[offset : offset + size])
