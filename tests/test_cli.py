@@ -39,6 +39,7 @@ def _build(path: Path) -> Built:
         mark = wal.mark("m1")
         for i in range(80):
             wal.append(f"second-{i:04d}".encode() * 3)
+        wal.rotate()  # everything archived: the active segment is left empty
         wal.sync()
         wal.wait_archived()
         last = wal.last_lsn
@@ -551,6 +552,7 @@ def test_restore_json_and_long_plans(tmp_path: Path, capsys: pytest.CaptureFixtu
     with lsnwal.open(path, SMALL) as wal:
         for i in range(15):
             wal.append(bytes([i]) * 3000)  # one record per 4 KiB segment
+        wal.rotate()
         wal.sync()
         wal.wait_archived()
     n_segs = len(os.listdir(path / "archive"))

@@ -74,6 +74,9 @@ CONFIGS: dict[str, lsnwal.WalConfig] = {
                             write_buffer_bytes=1500),
     # the default: unbuffered appends (each record reaches the file at once)
     "inplace": lsnwal.WalConfig(segment_max_bytes=4096, archive_max_segments=2),
+    # rotation by age: the sync thread seals and renames the active segment itself
+    "age": lsnwal.WalConfig(segment_max_bytes=8192, segment_max_age_s=0.003,
+                            archive_max_segments=4),
     # zstd archive (copy to .tmp, fsync, rename, fsync, unlink pending), pruned by bytes
     "zstd": lsnwal.WalConfig(segment_max_bytes=4096, compression="zstd",
                              archive_max_bytes=9000, write_buffer_bytes=900),
