@@ -45,6 +45,7 @@ from .errors import (
     WalSyncError,
 )
 from .fs import FailpointHook, FileSystem, OsFileSystem, SyncBackend
+from .identity import prepare_wal_dir
 from .names import TMP_SUFFIX, WalPaths, segment_name
 from .recovery import Analysis, analyze, apply_cuts
 from .stats import WalStats, percentile
@@ -76,6 +77,8 @@ class AsyncWalWriter:
         sync_backend: SyncBackend | None = None,
         fs: FileSystem | None = None,
         failpoint: FailpointHook | None = None,
+        create_if_missing: bool = True,
+        error_if_exists: bool = False,
     ) -> None:
         cfg = config if config is not None else WalConfig()
         if not isinstance(cfg, WalConfig):
@@ -94,7 +97,8 @@ class AsyncWalWriter:
         self._backpressure_s = 0.0
         self.recovery_report: list[str] = []
 
-        created_root = fs.makedirs(paths.root)
+        created_root = prepare_wal_dir(fs, paths.root, create_if_missing=create_if_missing,
+                                       error_if_exists=error_if_exists, backend=self._backend)
         try:
             self._lock_handle = fs.lock(paths.lock)
         except BlockingIOError:
@@ -123,9 +127,17 @@ class AsyncWalWriter:
         sync_backend: SyncBackend | None = None,
         fs: FileSystem | None = None,
         failpoint: FailpointHook | None = None,
+        create_if_missing: bool = True,
+        error_if_exists: bool = False,
     ) -> AsyncWalWriter:
-        """Create the WAL directory, or recover the one that is there."""
-        return cls(path, config, sync_backend=sync_backend, fs=fs, failpoint=failpoint)
+        """Create the WAL directory, or recover the one that is there.
+
+        ``create_if_missing=False`` refuses a directory that holds no WAL yet;
+        ``error_if_exists=True`` refuses one that does. A non-empty directory
+        that is not a WAL is always refused (``WalError``).
+        """
+        return cls(path, config, sync_backend=sync_backend, fs=fs, failpoint=failpoint,
+                   create_if_missing=create_if_missing, error_if_exists=error_if_exists)
 
     def _open_locked(self, created_root: bool) -> None:
         fs, backend, paths = self._fs, self._backend, self._paths
@@ -720,8 +732,17 @@ def open(  # the public name is lsnwal.open
     sync_backend: SyncBackend | None = None,
     fs: FileSystem | None = None,
     failpoint: FailpointHook | None = None,
+    create_if_missing: bool = True,
+    error_if_exists: bool = False,
 ) -> AsyncWalWriter:
-    """Create or recover the WAL at ``path`` and return it open for writing."""
+    """Create or recover the WAL at ``path`` and return it open for writing.
+
+    ``create_if_missing=False`` refuses a directory that holds no WAL yet;
+    ``error_if_exists=True`` refuses one that does. A non-empty directory that is
+    not a WAL is always refused (``WalError``), so a mistyped path never starts
+    an empty log.
+    """
     return AsyncWalWriter.open_or_create(
-        path, config, sync_backend=sync_backend, fs=fs, failpoint=failpoint
+        path, config, sync_backend=sync_backend, fs=fs, failpoint=failpoint,
+        create_if_missing=create_if_missing, error_if_exists=error_if_exists,
     )

@@ -30,6 +30,7 @@ from .. import format as fmt
 from ..config import WalConfig
 from ..errors import WalCorruptionError
 from ..fs import OsFileSystem
+from ..identity import IDENTITY_NAME, is_wal_dir
 from ..names import ACTIVE_NAME, WalPaths
 from ..recovery import Analysis, Seg, analyze
 
@@ -229,9 +230,12 @@ def _check_wal_dir(path: str, cfg: WalConfig) -> WalPaths:
         raise CliError(f"no WAL directory at {paths.root}")
     if not os.path.isdir(paths.root):
         raise CliError(f"{paths.root} is not a directory")
-    if not any(os.path.exists(p) for p in (paths.active, paths.pending, paths.archive)):
+    if not is_wal_dir(paths.root) and not any(
+        os.path.exists(p) for p in (paths.pending, paths.archive)
+    ):
         raise CliError(
-            f"{paths.root} is not an lsnwal directory (no {ACTIVE_NAME}, pending/ or archive/)"
+            f"{paths.root} is not an lsnwal directory (no {IDENTITY_NAME} identity file, "
+            f"{ACTIVE_NAME}, pending/ or archive/)"
         )
     return paths
 
