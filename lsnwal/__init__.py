@@ -1,16 +1,24 @@
 """lsnwal — a write-ahead log with gap-free LSNs, FIFO background fsync and PITR.
 
-The public API (see docs/api.md and ../DESIGN.md)::
+The public API (the reference is in docs/api.md)::
 
     with lsnwal.open("data/wal", lsnwal.WalConfig()) as wal:
         lsn = wal.append(b"set x=1")
         wal.sync_async().wait()
     for record in lsnwal.replay("data/wal", until_mark="before-migration"):
         ...
+
+    async with lsnwal.open_async("data/wal") as wal:   # asyncio
+        wal.append(b"set x=1")
+        await wal.sync()
+
+``WalWriter`` is the writer's name; ``AsyncWalWriter`` is the same class under
+its 0.1 name, kept as an alias for the 0.x series.
 """
 
 from __future__ import annotations
 
+from .aio import AsyncWal, open_async
 from .config import WalConfig
 from .errors import (
     BackpressureTimeout,
@@ -32,10 +40,14 @@ from .stats import WalStats
 from .sync import SegmentSyncManager, SyncHandle
 from .wal import AsyncWalWriter, open
 
+#: The writer's name from 0.2 on (a thread-safe WAL writer with asyncio-awaitable handles).
+WalWriter = AsyncWalWriter
+
 __version__ = "0.1.0"
 
 __all__ = [
     "FORMAT_VERSION",
+    "AsyncWal",
     "AsyncWalWriter",
     "BackpressureTimeout",
     "FileSystem",
@@ -60,10 +72,12 @@ __all__ = [
     "WalLockedError",
     "WalStats",
     "WalSyncError",
+    "WalWriter",
     "__version__",
     "collect_all_segments",
     "list_marks",
     "open",
+    "open_async",
     "replay",
     "restore",
     "verify",

@@ -97,8 +97,10 @@ class AsyncWalWriter:
         self._backpressure_s = 0.0
         self.recovery_report: list[str] = []
 
+        # Open modes and the identity file (written with the file system's own backend:
+        # once per directory, before this WAL's sync backend takes over).
         created_root = prepare_wal_dir(fs, paths.root, create_if_missing=create_if_missing,
-                                       error_if_exists=error_if_exists, backend=self._backend)
+                                       error_if_exists=error_if_exists)
         try:
             self._lock_handle = fs.lock(paths.lock)
         except BlockingIOError:
