@@ -111,7 +111,7 @@ _positive_float = _number(float, "a number", lambda v: v > 0, "must be positive"
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
                "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
-_AGE_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_AGE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
 def _split_unit(text: str) -> tuple[float, str]:
@@ -134,10 +134,19 @@ def _size(text: str) -> int:
 
 
 def _age(text: str) -> float:
-    """``--max-age``: ``3600``, ``90m``, ``36h``, ``7d``."""
+    """``--max-age``: a positive number with a unit (``3600s``, ``90m``, ``36h``, ``7d``, ``2w``).
+
+    A bare number is refused: ``--max-age 7`` meant as days would otherwise be
+    seven seconds and delete almost the whole archive.
+    """
     number, unit = _split_unit(text)
+    if unit == "":
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no unit; say 7d, 12h, 30m, 3600s or 2w (a bare number is refused "
+            "so that days are never read as seconds)")
     if unit not in _AGE_UNITS or number <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: use a positive age like 3600, 90m, 36h, 7d")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use a positive age with a unit s, m, h, d or w (e.g. 36h, 7d)")
     return number * _AGE_UNITS[unit]
 
 
