@@ -25,6 +25,7 @@ from .errors import (
     LsnUnavailableError,
     RecordTooLargeError,
     RecoveryTargetError,
+    UnsupportedPlatformError,
     WalClosedError,
     WalCorruptionError,
     WalError,
@@ -32,7 +33,14 @@ from .errors import (
     WalSyncError,
 )
 from .format import FORMAT_VERSION, Record, RecordKind
-from .fs import FileSystem, OsFileSystem, OsSyncBackend, SyncBackend
+from .fs import (
+    FileSystem,
+    FullFsyncBackend,
+    OsFileSystem,
+    OsSyncBackend,
+    PosixSyncBackend,
+    SyncBackend,
+)
 from .recovery import SegmentInfo, collect_all_segments
 from .replay import Problem, VerifyReport, list_marks, replay, restore, verify
 from .restore import RestoreResult
@@ -51,9 +59,11 @@ __all__ = [
     "AsyncWalWriter",
     "BackpressureTimeout",
     "FileSystem",
+    "FullFsyncBackend",
     "LsnUnavailableError",
     "OsFileSystem",
     "OsSyncBackend",
+    "PosixSyncBackend",
     "Problem",
     "Record",
     "RecordKind",
@@ -64,6 +74,7 @@ __all__ = [
     "SegmentSyncManager",
     "SyncBackend",
     "SyncHandle",
+    "UnsupportedPlatformError",
     "VerifyReport",
     "WalClosedError",
     "WalConfig",
