@@ -17,7 +17,7 @@ import lsnwal
 from lsnwal.cli import main
 
 SMALL = lsnwal.WalConfig(segment_max_bytes=4096)
-COMMANDS = ["info", "dump", "verify", "replay", "restore", "prune", "marks", "bench", "demo"]
+COMMANDS = ["info", "dump", "verify", "replay", "restore", "prune", "marks", "bench", "demo", "top"]
 
 
 @dataclass

@@ -40,6 +40,7 @@ from ._common import (
 from .bench import cmd_bench
 from .inspect import cmd_dump, cmd_info, cmd_marks, cmd_verify
 from .pitr import cmd_prune, cmd_replay, cmd_restore
+from .top import cmd_top
 
 # --------------------------------------------------------------------------- demo
 
@@ -210,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
             ["lsnwal marks data/wal", "lsnwal marks data/wal --json"])
     p.add_argument("path", metavar="PATH", help="the WAL directory")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _add_dirs(p)
+
+    p = add("top", "a live view: one line per interval with LSNs, rates, pending and archive "
+            "(read-only; Ctrl-C stops)", cmd_top,
+            ["lsnwal top data/wal", "lsnwal top data/wal --interval 5 --count 12",
+             "lsnwal top data/wal --json --count 1 | jq .records_per_s"])
+    p.add_argument("path", metavar="PATH", help="the WAL directory")
+    p.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
+                   help="seconds between samples (default 1)")
+    p.add_argument("--count", type=_positive_int, metavar="N", help="stop after N samples")
+    p.add_argument("--json", action="store_true", help="one JSON object per sample")
     _add_dirs(p)
 
     p = add("bench", "measure this disk's fsync rate and lsnwal's commit rates on it", cmd_bench,
