@@ -14,8 +14,9 @@ Rules kept here:
   when ``create_if_missing=False``, and an existing WAL when
   ``error_if_exists=True``.
 * **A WAL is recognised** by its identity file, or (WALs written before the
-  file existed) by ``active.wal``, ``pending/`` or ``archive/``; such a WAL gets
-  its identity file on its next open.
+  file existed) by ``active.wal`` or a segment-named file in ``pending/`` or
+  ``archive/`` (a bare ``archive/`` folder is not enough: plenty of
+  directories have one); such a WAL gets its identity file on its next open.
 * **The identity is written durably and never replaced:** a unique temporary
   file, fsynced, renamed into place without replacing, then the directory
   fsynced. Two processes creating one WAL at once end with one identity (the
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 
 from .errors import WalError
 from .fs import FileSystem, OsFileSystem, SyncBackend
-from .names import ACTIVE_NAME, LOCK_NAME
+from .names import ACTIVE_NAME, LOCK_NAME, parse_segment_name
 
 IDENTITY_NAME = "LSNWAL"
 IDENTITY_FORMAT = "lsnwal-identity"
@@ -45,8 +46,8 @@ IDENTITY_VERSION = 1
 _TMP_PREFIX = IDENTITY_NAME + "."
 _TMP_SUFFIX = ".tmp"
 _MAX_IDENTITY_BYTES = 4096
-#: names that mark a directory written by lsnwal before the identity file existed
-LEGACY_MARKERS = (ACTIVE_NAME, "pending", "archive")
+#: subdirectories whose segment files mark a WAL written before the identity file existed
+LEGACY_DIRS = ("pending", "archive")
 #: names that may sit in a directory that is still "empty" for lsnwal's purposes
 _HARMLESS = frozenset({LOCK_NAME})
 
@@ -103,7 +104,13 @@ def is_wal_dir(root: str | os.PathLike[str], fs: FileSystem | None = None) -> bo
     r = os.fspath(root)
     if not fs.isdir(r):
         return False
-    return any(fs.exists(os.path.join(r, n)) for n in (IDENTITY_NAME, *LEGACY_MARKERS))
+    if fs.exists(os.path.join(r, IDENTITY_NAME)) or fs.exists(os.path.join(r, ACTIVE_NAME)):
+        return True
+    for sub in LEGACY_DIRS:
+        d = os.path.join(r, sub)
+        if fs.isdir(d) and any(parse_segment_name(n) is not None for n in fs.listdir(d)):
+            return True
+    return False
 
 
 def read_identity(

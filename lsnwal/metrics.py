@@ -133,14 +133,15 @@ class _StatsCollector(Collector):
         return iter(families(wal.stats(), self._label))
 
 
-_HISTOGRAMS: dict[int, tuple[Histogram, Histogram]] = {}
+_HISTOGRAMS: weakref.WeakKeyDictionary[CollectorRegistry, tuple[Histogram, Histogram]] = (
+    weakref.WeakKeyDictionary())
 _HIST_LOCK = threading.Lock()
 
 
 def _histograms(registry: CollectorRegistry) -> tuple[Histogram, Histogram]:
     """The fsync histograms of ``registry`` (made once per registry, shared by every WAL)."""
     with _HIST_LOCK:
-        pair = _HISTOGRAMS.get(id(registry))
+        pair = _HISTOGRAMS.get(registry)
         if pair is None:
             pair = (
                 Histogram("lsnwal_fsync_seconds", "Latency of each file fsync (data).",
@@ -148,7 +149,7 @@ def _histograms(registry: CollectorRegistry) -> tuple[Histogram, Histogram]:
                 Histogram("lsnwal_dir_fsync_seconds", "Latency of each directory fsync.",
                           ["wal"], buckets=FSYNC_BUCKETS, registry=registry),
             )
-            _HISTOGRAMS[id(registry)] = pair
+            _HISTOGRAMS[registry] = pair
         return pair
 
 

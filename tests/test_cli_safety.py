@@ -293,6 +293,22 @@ def test_prune_confirm_is_an_alias_of_yes(
 # --------------------------------------------------------------------------- info, marks
 
 
+def test_info_shows_the_wal_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``info`` names the WAL by its identity; an old or damaged identity is said, not fatal."""
+    from lsnwal.identity import IDENTITY_NAME, read_identity
+
+    lsnwal.open(tmp_path / "wal").close()
+    ident = read_identity(tmp_path / "wal")
+    assert ident is not None
+    rc, out, _ = run(capsys, "info", tmp_path / "wal", "--json")
+    assert rc == 0 and json.loads(out)["wal_id"] == ident.wal_id
+    rc, out, _ = run(capsys, "info", tmp_path / "wal")
+    assert f"wal id           {ident.wal_id}" in out
+    (tmp_path / "wal" / IDENTITY_NAME).write_bytes(b"junk")
+    rc, out, _ = run(capsys, "info", tmp_path / "wal")
+    assert rc == 0 and "not a valid lsnwal identity file" in out
+
+
 def test_info_after_restore_shows_the_records_time_range(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

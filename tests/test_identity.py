@@ -52,6 +52,12 @@ def _foreign_dir(d: Path) -> None:
     (d / "photos").mkdir()
 
 
+def _foreign_archive_dir(d: Path) -> None:  # an "archive" folder is not a WAL
+    d.mkdir()
+    (d / "archive").mkdir()
+    (d / "archive" / "2019.tar").write_bytes(b"old photos")
+
+
 def _wal(d: Path) -> None:
     with lsnwal.open(d) as wal:
         wal.append(b"x")
@@ -62,14 +68,25 @@ def _legacy_wal(d: Path) -> None:  # written before the identity file existed
     (d / IDENTITY_NAME).unlink()
 
 
+def _legacy_archive_only(d: Path) -> None:  # old WAL whose active.wal a crash removed
+    with lsnwal.open(d) as wal:
+        wal.append(b"x")
+        wal.sync_async().wait()  # rotates LSN 1 into pending/, then the archive
+        assert wal.wait_archived(10.0)
+    (d / IDENTITY_NAME).unlink()
+    (d / "active.wal").unlink()
+
+
 STATES: dict[str, tuple[Callable[[Path], None], str]] = {
     "missing": (_missing, "new"),
     "empty": (_empty, "new"),
     "lock-only": (_lock_only, "new"),
     "foreign-file": (_foreign_file, "foreign"),
     "foreign-dir": (_foreign_dir, "foreign"),
+    "foreign-archive-dir": (_foreign_archive_dir, "foreign"),
     "wal": (_wal, "wal"),
     "legacy-wal": (_legacy_wal, "wal"),
+    "legacy-archive-only": (_legacy_archive_only, "wal"),
 }
 MODES = list(itertools.product([True, False], [True, False]))
 

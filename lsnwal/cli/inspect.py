@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import format as fmt
+from ..errors import WalError
+from ..identity import read_identity
 from ..names import WalPaths
 from ._common import (
     _STATES,
@@ -100,8 +102,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     # The newest *record's* time: an.last_ts also counts segment headers (a restore or an
     # open creates a new active segment), which would show when the WAL was last opened.
     last_ts = _seg_times(recs[-1])[1] if recs else None
+    try:
+        ident = read_identity(paths.root)
+        wal_id = ident.wal_id if ident is not None else None
+        id_note = "" if ident is not None else " (no identity file: written by lsnwal 0.1)"
+    except WalError as exc:  # a damaged identity file: say so, still show the rest
+        wal_id, id_note = None, f" ({exc})"
     info: dict[str, Any] = {
         "path": paths.root,
+        "wal_id": wal_id,
         "format_version": fmt.FORMAT_VERSION,
         "segment_format_versions": versions,
         "last_lsn": last,
@@ -129,6 +138,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     out = sys.stdout
     print(f"WAL {paths.root}", file=out)
+    print(f"  wal id           {wal_id or '-'}{id_note}", file=out)
     vers = ", ".join(f"v{v}" for v in versions) or "-"
     print(f"  format version   {fmt.FORMAT_VERSION} (segments on disk: {vers})", file=out)
     print(f"  last LSN         {last}", file=out)
