@@ -18,7 +18,7 @@ its 0.1 name, kept as an alias for the 0.x series.
 
 from __future__ import annotations
 
-from .aio import AsyncWal, open_async
+from .aio import AsyncWal, open_async, restore_async, verify_async
 from .config import WalConfig
 from .errors import (
     BackpressureTimeout,
@@ -91,5 +91,7 @@ __all__ = [
     "open_async",
     "replay",
     "restore",
+    "restore_async",
     "verify",
+    "verify_async",
 ]

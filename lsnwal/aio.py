@@ -18,7 +18,9 @@ Rules kept here:
 * **Awaitable twins keep the blocking call's name** (as aiosqlite does):
   ``await wal.sync()``, ``await wal.checkpoint(...)`` (the record is durable
   when it returns), ``await wal.wait_archived()``, ``await wal.prune()``,
-  ``await wal.close()``.
+  ``await wal.close()``. The long read-only tools get module-level twins that
+  run in a worker thread: ``verify_async`` and ``restore_async`` (they take
+  the arguments of ``verify`` and ``restore``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from typing import Any
 from .archive import PruneCandidate
 from .config import WalConfig
 from .errors import WalClosedError, WalSyncError
+from .replay import VerifyReport, restore, verify
+from .restore import RestoreResult
 from .stats import WalStats
 from .sync import SyncHandle
 from .wal import AsyncWalWriter
@@ -189,3 +193,15 @@ def open_async(
     (``create_if_missing``, ``error_if_exists``, ``sync_backend``, ...).
     """
     return AsyncWal(path, config, **kwargs)
+
+
+async def verify_async(path: str | os.PathLike[str], **kwargs: Any) -> VerifyReport:
+    """``lsnwal.verify`` in a worker thread (it reads every byte of the WAL)."""
+    return await asyncio.to_thread(verify, path, **kwargs)
+
+
+async def restore_async(
+    source: str | os.PathLike[str], target: str | os.PathLike[str], **kwargs: Any
+) -> RestoreResult:
+    """``lsnwal.restore`` in a worker thread (it reads and writes every record it restores)."""
+    return await asyncio.to_thread(restore, source, target, **kwargs)

@@ -220,6 +220,33 @@ def test_marks_archive_and_prune_twins(wal_dir: Path) -> None:
     asyncio.run(main())
 
 
+def test_verify_and_restore_twins_run_off_the_loop(tmp_path: Path) -> None:
+    """``verify_async`` and ``restore_async`` give the blocking calls' results, in a worker."""
+    with lsnwal.open(tmp_path / "src", SMALL) as wal:
+        wal.append_batch([b"%03d" % i * 30 for i in range(100)])
+        m = wal.mark("m")
+        wal.append(b"after")
+
+    async def main() -> tuple[lsnwal.VerifyReport, lsnwal.RestoreResult, set[str]]:
+        loop_thread = threading.current_thread().name
+        seen: set[str] = set()
+
+        class Spy(lsnwal.OsFileSystem):
+            def pread(self, fd: int, size: int, offset: int) -> bytes:
+                seen.add(threading.current_thread().name)
+                return super().pread(fd, size, offset)
+
+        report = await lsnwal.verify_async(tmp_path / "src", fs=Spy())
+        result = await lsnwal.restore_async(tmp_path / "src", tmp_path / "dst", until_mark="m")
+        assert loop_thread not in seen
+        return report, result, seen
+
+    report, result, seen = asyncio.run(main())
+    assert seen and report.ok and report.records == 102
+    assert (result.records, result.last_lsn) == (m, m)
+    assert [r.lsn for r in lsnwal.replay(tmp_path / "dst")][-1] == m
+
+
 def test_writer_names_are_one_class() -> None:
     """``WalWriter`` is the writer's name and ``AsyncWalWriter`` stays as its alias."""
     assert lsnwal.WalWriter is lsnwal.AsyncWalWriter
