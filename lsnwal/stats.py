@@ -1,4 +1,4 @@
-"""``WalStats`` (the snapshot ``wal.stats()`` returns) and ``SyncCounters`` (what the commit path counts)."""
+"""``WalStats`` (what ``wal.stats()`` returns) and ``SyncCounters`` (the commit path counts)."""
 
 from __future__ import annotations
 
