@@ -1,0 +1,320 @@
+"""The shipper: uploads archived segments to an object store, off the commit path.
+
+Owns the ``lsnwal-ship`` thread, the connection made when a WAL opens with
+``archive_url`` (``connect``), and the shipping counters. Rules:
+
+* Only sealed segments that the archiver has made durable in ``archive/`` are
+  shipped, oldest first, each **once** with a create-only put
+  (``If-None-Match: *``) carrying its CRC32C, which the store checks; its LSN
+  range, time range, checkpoint and marks go into the object metadata.
+* ``put`` answers "exists" (412): the stored CRC32C (or, if the store keeps
+  none, the stored bytes) is compared with ours. Identical is success (a retry
+  after a crash or a lost answer). Different stops shipping with
+  ``StoreConflictError`` and the ``ship_conflict`` flag — never an overwrite
+  (invariant 12). The local segment stays.
+* Transient errors (connection refused, timeouts, 5xx, throttling) are retried
+  with exponential back-off (0.1 s doubling to ``archive_ship_retry_max_s``)
+  for as long as it takes; nothing is lost and commits never wait, because the
+  archiver keeps every unshipped segment locally. Auth, permission and lease
+  errors stop shipping visibly (stats, log) and leave commits alone.
+* The archiver deletes a local segment (by local retention, or because the
+  archive is off) only after ``is_shipped`` says the store acknowledged it.
+* Fencing: before each upload the lease is checked; a lost lease stops
+  shipping (another writer took the prefix over).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import format as fmt
+from .config import WalConfig
+from .names import segment_name
+from .store.base import (
+    ObjectStore,
+    StoreConflictError,
+    StoreError,
+    StoreTransientError,
+    crc32c,
+)
+from .store.check import require_capabilities
+from .store.timeline import Lease, ShipState, resolve_timeline, save_state
+from .store.url import open_store, parse_url, segment_key, timeline_dir
+
+log = logging.getLogger("lsnwal")
+
+RETRY_FIRST_S = 0.1
+META_MARKS_MAX = 1500  # bytes of mark metadata kept in an object (S3 allows 2 KiB in all)
+
+
+@dataclass
+class ShipTarget:
+    """A checked store connection: the store, where to write, as whom."""
+
+    store: ObjectStore
+    prefix: str
+    url: str  # redacted, no query: s3://bucket/prefix
+    state: ShipState
+    lease: Lease
+
+    def close(self) -> None:
+        """Release the lease and the connections."""
+        self.lease.release()
+        self.store.close()
+
+
+def connect(config: WalConfig, wal_root: str) -> ShipTarget:
+    """Open, check and lease the store named by ``config.archive_url`` (raise ``StoreError``).
+
+    A malformed URL, an unknown bucket, wrong credentials, a store that fails the
+    capability check or a prefix leased by another writer all raise here, before
+    anything is shipped.
+    """
+    assert config.archive_url is not None
+    url = parse_url(config.archive_url)
+    store = open_store(url, config.archive_store)
+    try:
+        check_bucket = getattr(store, "check_bucket", None)
+        if check_bucket is not None:
+            check_bucket()
+        require_capabilities(store, url.prefix)
+        state = resolve_timeline(store, url.prefix, str(url), wal_root)
+        lease = Lease(store, url.prefix, state)
+        lease.acquire(config.archive_takeover)
+        save_state(wal_root, str(url), state)
+    except StoreError:
+        store.close()
+        raise
+    except Exception as exc:  # a bug or an unexpected SDK error: still one clear WalError
+        store.close()
+        raise StoreError(f"cannot use {store.location}: {type(exc).__name__}") from None
+    return ShipTarget(store, url.prefix, str(url), state, lease)
+
+
+@dataclass
+class _Item:
+    path: str
+    first_lsn: int
+    last_lsn: int
+    size: int
+    queued_at: float
+
+
+def object_metadata(data: bytes, timeline: int) -> dict[str, str]:
+    """The metadata of a segment object, from the seal inside ``data`` (ASCII only)."""
+    meta = {"lsnwal-timeline": str(timeline)}
+    off = fmt.decode_trailer(data[-fmt.TRAILER_SIZE:])
+    seal = fmt.decode_seal_at(memoryview(data)[off:], off) if off is not None and \
+        fmt.HEADER_SIZE <= off < len(data) else None
+    if seal is None:
+        return meta
+    hdr = fmt.decode_segment_header(data[: fmt.HEADER_SIZE])
+    meta.update({
+        "lsnwal-first-lsn": str(hdr.first_lsn), "lsnwal-last-lsn": str(seal.last_lsn),
+        "lsnwal-first-ts": repr(seal.first_ts), "lsnwal-last-ts": repr(seal.last_ts),
+        "lsnwal-checkpoint-lsn": str(seal.checkpoint_lsn), "lsnwal-records": str(seal.record_count),
+        "lsnwal-marks": str(len(seal.marks)),
+    })
+    names = ",".join(f"{lsn}:{name.encode().hex()}" for name, lsn, _ts in seal.marks)
+    if len(names) <= META_MARKS_MAX:
+        meta["lsnwal-mark-names"] = names  # hex keeps any UTF-8 name ASCII-safe
+    return meta
+
+
+class Shipper:
+    """A thread that ships archived segments to the store (see the module rules)."""
+
+    def __init__(
+        self,
+        target: ShipTarget,
+        config: WalConfig,
+        existing: Iterable[tuple[str, int, int | None, int]],
+        on_progress: Callable[[], None],
+    ) -> None:
+        self.target = target
+        self._config = config
+        self._on_progress = on_progress
+        self._cv = threading.Condition(threading.Lock())
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._shipped: set[int] = set()  # first LSNs the store acknowledged (this run)
+        self._reconciled = False
+        self._stopping = False
+        self.error: StoreError | None = None
+        self.conflict = False
+        self.last_error: str | None = None
+        self.objects_shipped = 0
+        self.bytes_shipped = 0
+        self.retries = 0
+        self.shipped_lsn = 0
+        now = time.time()
+        self._initial = [_Item(p, first, last if last is not None else first, size, now)
+                         for p, first, last, size in existing]
+        self._thread = threading.Thread(target=self._run, name="lsnwal-ship", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ inputs
+
+    def submit(self, segs: Iterable[tuple[str, int, int, int]]) -> None:
+        """Queue archived segments ``(path, first_lsn, last_lsn, size)`` for shipping."""
+        now = time.time()
+        with self._cv:
+            self._queue.extend(_Item(p, f, last, s, now) for p, f, last, s in segs)
+            self._cv.notify_all()
+
+    def is_shipped(self, first_lsn: int) -> bool:
+        """True once the store acknowledged the segment starting at ``first_lsn``."""
+        with self._cv:
+            return first_lsn in self._shipped
+
+    # ------------------------------------------------------------------ thread
+
+    def _run(self) -> None:
+        try:
+            self._reconcile()
+        except StoreError as exc:
+            self._fail(exc)
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: bool(self._queue) or self._stopping)
+                if self._stopping and (not self._queue or self.error is not None):
+                    return
+                if self.error is not None:
+                    self._cv.wait_for(lambda: self._stopping)
+                    return
+                item = self._queue[0]
+            delay = RETRY_FIRST_S
+            while True:
+                try:
+                    self.target.lease.check()
+                    self._ship(item)
+                    break
+                except StoreTransientError as exc:
+                    self.last_error = str(exc)
+                    self.retries += 1
+                    log.warning("lsnwal: shipping %s will be retried in %.1fs: %s",
+                                os.path.basename(item.path), delay, exc)
+                    with self._cv:
+                        if self._cv.wait_for(lambda: self._stopping, delay):
+                            return  # closing: the segment stays local and ships next time
+                    delay = min(delay * 2, self._config.archive_ship_retry_max_s)
+                except StoreError as exc:
+                    self._fail(exc)
+                    break
+                except OSError as exc:
+                    self._fail(StoreError(f"cannot read {item.path} for shipping: {exc}"))
+                    break
+            if self.error is None:
+                with self._cv:
+                    self._queue.popleft()
+                    self._shipped.add(item.first_lsn)
+                    self.shipped_lsn = max(self.shipped_lsn, item.last_lsn)
+                    self._cv.notify_all()
+                self._on_progress()
+
+    def _fail(self, exc: StoreError) -> None:
+        self.error = exc
+        self.last_error = str(exc)
+        self.conflict = self.conflict or isinstance(exc, StoreConflictError)
+        log.error("lsnwal: shipping to %s stopped: %s (segments stay in the local archive; "
+                  "commits go on)", self.target.store.location, exc)
+        with self._cv:
+            self._cv.notify_all()
+
+    def _reconcile(self) -> None:
+        """Find which local archived segments the store already holds (one LIST from the oldest)."""
+        items = sorted(self._initial, key=lambda i: i.first_lsn)
+        present: set[str] = set()
+        if items:
+            tdir = timeline_dir(self.target.prefix, self.target.state.timeline)
+            after = tdir + segment_name(max(0, items[0].first_lsn - 1))
+            delay = RETRY_FIRST_S
+            while True:
+                try:
+                    present = {o.key for o in self.target.store.list(tdir, start_after=after)}
+                    break
+                except StoreTransientError as exc:
+                    self.last_error = str(exc)
+                    with self._cv:
+                        if self._cv.wait_for(lambda: self._stopping, delay):
+                            return
+                    delay = min(delay * 2, self._config.archive_ship_retry_max_s)
+        todo = []
+        with self._cv:
+            for it in items:
+                key = segment_key(self.target.prefix, self.target.state.timeline,
+                                  os.path.basename(it.path))
+                if key in present:
+                    self._shipped.add(it.first_lsn)
+                    self.shipped_lsn = max(self.shipped_lsn, it.last_lsn)
+                else:
+                    todo.append(it)
+            self._queue.extendleft(reversed(todo))
+            self._reconciled = True
+            self._cv.notify_all()
+        self._on_progress()
+
+    def _ship(self, item: _Item) -> None:
+        """Upload one segment create-only; compare on "exists" (see the module rules)."""
+        with open(item.path, "rb") as f:
+            data = f.read()
+        crc = crc32c(data)
+        t = self.target
+        key = segment_key(t.prefix, t.state.timeline, os.path.basename(item.path))
+        if t.store.put_if_absent(key, data, crc, object_metadata(data, t.state.timeline)):
+            self.objects_shipped += 1
+            self.bytes_shipped += len(data)
+            return
+        info = t.store.head(key)
+        if info is not None and info.size == len(data) and (
+            info.crc32c == crc if info.crc32c is not None else t.store.get(key) == data
+        ):
+            return  # the same bytes are already there: a retry after a crash or lost answer
+        raise StoreConflictError(
+            f"{t.store.location}/{key} already exists with DIFFERENT content than "
+            f"{item.path}; refusing to overwrite history. Shipping stopped: another writer "
+            "or an earlier history uses this prefix (restore from it to start a new timeline, "
+            "or ship to another prefix)")
+
+    # ------------------------------------------------------------------ outputs
+
+    def stats(self) -> dict[str, Any]:
+        """The shipping counters, as the ``ship_*`` fields of ``WalStats``."""
+        now = time.time()
+        with self._cv:
+            pending = list(self._queue) if self._reconciled else list(self._initial)
+        return {
+            "ship_timeline": self.target.state.timeline,
+            "ship_lag_lsns": sum(i.last_lsn - i.first_lsn + 1 for i in pending),
+            "ship_lag_bytes": sum(i.size for i in pending),
+            "ship_lag_s": max((now - i.queued_at for i in pending), default=0.0),
+            "ship_objects": self.objects_shipped,
+            "ship_bytes": self.bytes_shipped,
+            "ship_retries": self.retries,
+            "ship_error": self.last_error if self.error is None else str(self.error),
+            "ship_stopped": self.error is not None,
+            "ship_conflict": self.conflict,
+        }
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued so far is shipped (False on timeout or if stopped)."""
+        with self._cv:
+            self._cv.wait_for(
+                lambda: (self._reconciled and not self._queue) or self.error is not None, timeout)
+            return self._reconciled and not self._queue and self.error is None
+
+    def stop(self) -> None:
+        """Ship what is queued for up to ``archive_ship_close_timeout_s``, then stop."""
+        self.drain(self._config.archive_ship_close_timeout_s)
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        self._thread.join(self._config.archive_ship_close_timeout_s)
+        if not self._thread.is_alive():
+            self.target.close()
