@@ -1,0 +1,315 @@
+"""Reading a WAL from a store: a read-only ``FileSystem`` view over one timeline's objects.
+
+Owns ``StoreFileSystem`` and ``read_source``. ``replay``, ``restore``,
+``verify`` and ``list_marks`` accept an ``s3://`` (or ``file://``) URL by
+swapping their file system for this view — the records still go through the
+one codec (``lsnwal.format``), which checks every CRC while streaming; there is
+no second parser. Rules:
+
+* The view looks like a WAL directory whose ``archive/`` holds the segments
+  of one timeline (the newest, or ``?timeline=N``); one LIST names them, with
+  their sizes. Nothing is written, no LOCK is taken.
+* ``pread`` is served from ranged GETs: a read near an object's end fetches
+  its last 64 KiB once (trailer, seal and index in one suffix GET); a small
+  read fetches 64 KiB; streaming reads fetch what is asked and prefetch the
+  next range (and the start of the next segment) in the background, within
+  ``prefetch_bytes``. So a seek by LSN costs a few small GETs, whatever the
+  archive's size.
+* Every GET is retried with back-off on transient errors; counters
+  (``gets``, ``bytes_read``) tell what a read cost.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import threading
+import time
+from typing import Any
+
+from ..fs import FileSystem, OsFileSystem, OsSyncBackend, SyncBackend
+from ..names import parse_segment_name
+from .base import ObjectStore, StoreError, StoreTransientError
+from .timeline import timelines, write_restored_marker
+from .url import StoreUrl, is_store_url, open_store, parse_url, timeline_dir
+
+TAIL_BYTES = 64 * 1024
+SMALL_FETCH = 64 * 1024
+CACHE_BYTES = 64 * 1024 * 1024
+GET_ATTEMPTS = 6
+
+
+def _ro(path: str) -> OSError:
+    return OSError(errno.EROFS, "a store source is read-only", path)
+
+
+class StoreFileSystem:
+    """A read-only ``FileSystem`` whose ``<root>/archive/`` is one timeline of a store."""
+
+    def __init__(self, store: ObjectStore, url: StoreUrl, *, client_timeline: int | None = None,
+                 prefetch_bytes: int = 8 * 1024 * 1024) -> None:
+        self.store = store
+        self.url = url
+        self.prefix = url.prefix
+        tl = client_timeline or url.timeline
+        if tl is None:
+            tl = max(timelines(store, url.prefix), default=1)
+        self.timeline = tl
+        self.root = "/" + "/".join(p for p in (url.scheme, url.bucket.strip("/"), url.prefix,
+                                               f"tl-{tl:08d}") if p)
+        self.archive = self.root + "/archive"
+        self.prefetch_bytes = prefetch_bytes
+        self.gets = 0
+        self.bytes_read = 0
+        self._lock = threading.Lock()
+        self._objects: dict[str, int] | None = None
+        self._order: list[str] = []
+        self._fds: dict[int, str] = {}
+        self._next_fd = 1000
+        # cache: (name, start) -> bytes, LRU by insertion; _spans[name] = [(start, end)]
+        self._cache: collections.OrderedDict[tuple[str, int], bytes] = collections.OrderedDict()
+        self._cached = 0
+        self._inflight: dict[tuple[str, int], threading.Event] = {}
+        self._inflight_bytes = 0
+
+    # -------------------------------------------------------------- listing
+
+    def _listing(self) -> dict[str, int]:
+        if self._objects is None:
+            tdir = timeline_dir(self.prefix, self.timeline)
+            objs = {}
+            for o in self._retry(lambda: list(self.store.list(tdir))):
+                name = o.key[len(tdir):]
+                if "/" not in name and parse_segment_name(name) is not None:
+                    objs[name] = o.size
+            self._objects = objs
+            self._order = sorted(objs)
+        return self._objects
+
+    def _name(self, path: str) -> str | None:
+        d, name = os.path.split(path)
+        return name if d == self.archive else None
+
+    def _key(self, name: str) -> str:
+        return timeline_dir(self.prefix, self.timeline) + name
+
+    # -------------------------------------------------------------- fetching
+
+    def _retry(self, fn: Any) -> Any:
+        delay = 0.1
+        for attempt in range(GET_ATTEMPTS):
+            try:
+                return fn()
+            except StoreTransientError:
+                if attempt == GET_ATTEMPTS - 1:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def _fetch(self, name: str, start: int, end: int) -> bytes:
+        data: bytes = self._retry(lambda: self.store.get(self._key(name), start, end))
+        with self._lock:
+            self.gets += 1
+            self.bytes_read += len(data)
+            self._cache[(name, start)] = data
+            self._cached += len(data)
+            while self._cached > CACHE_BYTES and len(self._cache) > 1:
+                _, old = self._cache.popitem(last=False)
+                self._cached -= len(old)
+        return data
+
+    def _lookup(self, name: str, start: int, end: int) -> bytes | None:
+        with self._lock:
+            for (n, s), data in reversed(self._cache.items()):
+                if n == name and s <= start and end <= s + len(data):
+                    return data[start - s : end - s]
+        return None
+
+    def _wait_inflight(self, name: str, start: int, end: int) -> None:
+        with self._lock:
+            events = [ev for (n, s), ev in self._inflight.items() if n == name and s <= start < end]
+        for ev in events:
+            ev.wait()
+
+    def _prefetch(self, name: str, start: int, end: int) -> None:
+        with self._lock:
+            if (name, start) in self._inflight or self._inflight_bytes + (end - start) > \
+                    self.prefetch_bytes:
+                return
+            ev = threading.Event()
+            self._inflight[(name, start)] = ev
+            self._inflight_bytes += end - start
+
+        def run() -> None:
+            try:
+                self._fetch(name, start, end)
+            except StoreError:
+                pass  # the reader fetches it itself (and reports the error) if it needs it
+            finally:
+                with self._lock:
+                    self._inflight.pop((name, start), None)
+                    self._inflight_bytes -= end - start
+                ev.set()
+
+        threading.Thread(target=run, name="lsnwal-prefetch", daemon=True).start()
+
+    def _read(self, name: str, size: int, offset: int) -> bytes:
+        total = self._listing()[name]
+        end = min(total, offset + size)
+        if offset >= end:
+            return b""
+        hit = self._lookup(name, offset, end)
+        if hit is None:
+            self._wait_inflight(name, offset, end)
+            hit = self._lookup(name, offset, end)
+        if hit is None:
+            if offset >= total - TAIL_BYTES:
+                lo = max(0, total - TAIL_BYTES)
+                data = self._fetch(name, lo, total)
+                hit = data[offset - lo : end - lo]
+            else:
+                stop = min(total, max(end, offset + SMALL_FETCH))
+                data = self._fetch(name, offset, stop)
+                hit = data[: end - offset]
+        if size >= SMALL_FETCH:  # streaming: keep the next range (or segment) coming
+            if end < total:
+                self._prefetch(name, end, min(total, end + size))
+            else:
+                i = self._order.index(name) + 1
+                if i < len(self._order):
+                    nxt = self._order[i]
+                    self._prefetch(nxt, 0, min(self._objects[nxt] if self._objects else 0, size))
+        return hit
+
+    # -------------------------------------------------------------- FileSystem (read side)
+
+    def isdir(self, path: str) -> bool:
+        """The root and its ``archive/`` exist; nothing else does."""
+        return path in (self.root, self.archive)
+
+    def listdir(self, path: str) -> list[str]:
+        """Segment names of the timeline (one LIST)."""
+        if path == self.archive:
+            return list(self._listing())
+        if path == self.root:
+            return ["archive"]
+        raise FileNotFoundError(errno.ENOENT, "no such directory in the store view", path)
+
+    def exists(self, path: str) -> bool:
+        """True for the root, ``archive/`` and listed segments."""
+        name = self._name(path)
+        return self.isdir(path) or (name is not None and name in self._listing())
+
+    def size(self, path: str) -> int:
+        """Size of a listed segment."""
+        name = self._name(path)
+        if name is None or name not in self._listing():
+            raise FileNotFoundError(errno.ENOENT, "not in the store", path)
+        return self._listing()[name]
+
+    def mtime(self, path: str) -> float:
+        """Not tracked for objects (0.0)."""
+        return 0.0
+
+    def open_read(self, path: str) -> int:
+        """A descriptor for a listed segment."""
+        name = self._name(path)
+        if name is None or name not in self._listing():
+            raise FileNotFoundError(errno.ENOENT, "not in the store", path)
+        with self._lock:
+            fd = self._next_fd
+            self._next_fd += 1
+            self._fds[fd] = name
+        return fd
+
+    def fsize(self, fd: int) -> int:
+        """The object's size (from the listing)."""
+        return self._listing()[self._fds[fd]]
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        """Bytes from the object, through the range cache (see the module rules)."""
+        return self._read(self._fds[fd], size, offset)
+
+    def close(self, fd: int) -> None:
+        """Forget a descriptor."""
+        with self._lock:
+            self._fds.pop(fd, None)
+
+    def dup(self, fd: int) -> int:
+        """Another descriptor for the same object."""
+        with self._lock:
+            new = self._next_fd
+            self._next_fd += 1
+            self._fds[new] = self._fds[fd]
+        return new
+
+    # writes are refused: the view is read-only
+    def create(self, path: str) -> int:
+        """Refused (read-only)."""
+        raise _ro(path)
+
+    def open_write(self, path: str) -> int:
+        """Refused (read-only)."""
+        raise _ro(path)
+
+    def open_dir(self, path: str) -> int:
+        """Refused (read-only)."""
+        raise _ro(path)
+
+    def write(self, fd: int, data: bytes | bytearray | memoryview) -> None:
+        """Refused (read-only)."""
+        raise _ro(str(fd))
+
+    def pwrite(self, fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+        """Refused (read-only)."""
+        raise _ro(str(fd))
+
+    def truncate(self, fd: int, size: int) -> None:
+        """Refused (read-only)."""
+        raise _ro(str(fd))
+
+    def rename(self, src: str, dst: str) -> None:
+        """Refused (read-only)."""
+        raise _ro(src)
+
+    def unlink(self, path: str) -> None:
+        """Refused (read-only)."""
+        raise _ro(path)
+
+    def makedirs(self, path: str) -> bool:
+        """Refused (read-only)."""
+        raise _ro(path)
+
+    def same_device(self, a: str, b: str) -> bool:
+        """Never (nothing is moved in a store view)."""
+        return False
+
+    def lock(self, path: str) -> int:
+        """Refused (read-only)."""
+        raise _ro(path)
+
+    def unlock(self, handle: int) -> None:
+        """Nothing to release."""
+
+    def sync_backend(self) -> SyncBackend:
+        """Unused by readers; the OS backend for type completeness."""
+        return OsSyncBackend()
+
+
+def read_source(
+    path: str | os.PathLike[str], fs: FileSystem | None, client: Any = None
+) -> tuple[str | os.PathLike[str], FileSystem]:
+    """``(path, fs)`` to read from: a store URL becomes its ``StoreFileSystem`` view."""
+    if not is_store_url(path):
+        return path, fs or OsFileSystem()
+    url = parse_url(path)
+    view = StoreFileSystem(open_store(url, client), url)
+    return view.root, view
+
+
+def note_restored(source_fs: FileSystem, target: str, last_lsn: int | None) -> None:
+    """After a restore from a store: record the history the new WAL continues."""
+    if isinstance(source_fs, StoreFileSystem):
+        write_restored_marker(target, str(source_fs.url), source_fs.timeline, last_lsn)
