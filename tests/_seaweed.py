@@ -111,12 +111,12 @@ class Server:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL)."""
+        """Stop the server (SIGTERM, then SIGKILL after a second; its data stays on disk)."""
         if self.proc is None:
             return
         self.proc.terminate()
         try:
-            self.proc.wait(10)
+            self.proc.wait(1.0)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
