@@ -51,6 +51,7 @@ from .store.url import open_store, parse_url, segment_key, timeline_dir
 log = logging.getLogger("lsnwal")
 
 RETRY_FIRST_S = 0.1
+SHIPPED_NAME = "SHIPPED"  # hint: first LSN of the newest segment the store acknowledged
 META_MARKS_MAX = 1500  # bytes of mark metadata kept in an object (S3 allows 2 KiB in all)
 
 
@@ -63,6 +64,7 @@ class ShipTarget:
     url: str  # redacted, no query: s3://bucket/prefix
     state: ShipState
     lease: Lease
+    wal_root: str
 
     def close(self) -> None:
         """Release the lease and the connections."""
@@ -95,7 +97,7 @@ def connect(config: WalConfig, wal_root: str) -> ShipTarget:
     except Exception as exc:  # a bug or an unexpected SDK error: still one clear WalError
         store.close()
         raise StoreError(f"cannot use {store.location}: {type(exc).__name__}") from None
-    return ShipTarget(store, url.prefix, str(url), state, lease)
+    return ShipTarget(store, url.prefix, str(url), state, lease, wal_root)
 
 
 @dataclass
@@ -105,6 +107,7 @@ class _Item:
     last_lsn: int
     size: int
     queued_at: float
+    verify: bool = False  # listed in the store but never acknowledged to us: compare only
 
 
 def object_metadata(data: bytes, timeline: int) -> dict[str, str]:
@@ -178,8 +181,12 @@ class Shipper:
     def _run(self) -> None:
         try:
             self._reconcile()
+        except StoreTransientError:
+            return  # closing while the store is unreachable: next open reconciles again
         except StoreError as exc:
             self._fail(exc)
+        except OSError as exc:
+            self._fail(StoreError(f"cannot read the local archive for shipping: {exc}"))
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: bool(self._queue) or self._stopping)
@@ -216,6 +223,7 @@ class Shipper:
                     self._shipped.add(item.first_lsn)
                     self.shipped_lsn = max(self.shipped_lsn, item.last_lsn)
                     self._cv.notify_all()
+                self._write_hint(item.first_lsn)
                 self._on_progress()
 
     def _fail(self, exc: StoreError) -> None:
@@ -228,37 +236,80 @@ class Shipper:
             self._cv.notify_all()
 
     def _reconcile(self) -> None:
-        """Find which local archived segments the store already holds (one LIST from the oldest)."""
+        """Sort local archived segments into shipped and to-ship (one LIST from the oldest).
+
+        A segment at or below the ``SHIPPED`` hint was acknowledged to us. One the
+        store lists but we never saw acknowledged (a crash right after the put, or
+        someone else's object) is compared by checksum, as after a 412.
+        """
         items = sorted(self._initial, key=lambda i: i.first_lsn)
         present: set[str] = set()
+        hint = self._read_hint()
+        tdir = timeline_dir(self.target.prefix, self.target.state.timeline)
         if items:
-            tdir = timeline_dir(self.target.prefix, self.target.state.timeline)
             after = tdir + segment_name(max(0, items[0].first_lsn - 1))
-            delay = RETRY_FIRST_S
-            while True:
-                try:
-                    present = {o.key for o in self.target.store.list(tdir, start_after=after)}
-                    break
-                except StoreTransientError as exc:
-                    self.last_error = str(exc)
-                    with self._cv:
-                        if self._cv.wait_for(lambda: self._stopping, delay):
-                            return
-                    delay = min(delay * 2, self._config.archive_ship_retry_max_s)
+            present = {o.key for o in self._with_retry(
+                lambda: list(self.target.store.list(tdir, start_after=after)))}
         todo = []
-        with self._cv:
-            for it in items:
-                key = segment_key(self.target.prefix, self.target.state.timeline,
-                                  os.path.basename(it.path))
-                if key in present:
+        for it in items:
+            if tdir + os.path.basename(it.path) not in present:
+                todo.append(it)
+            elif it.first_lsn <= hint:
+                with self._cv:
                     self._shipped.add(it.first_lsn)
                     self.shipped_lsn = max(self.shipped_lsn, it.last_lsn)
-                else:
-                    todo.append(it)
+            else:
+                it.verify = True
+                todo.append(it)
+        with self._cv:
             self._queue.extendleft(reversed(todo))
             self._reconciled = True
             self._cv.notify_all()
         self._on_progress()
+
+    def _with_retry(self, fn: Callable[[], Any]) -> Any:
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                return fn()
+            except StoreTransientError as exc:
+                self.last_error = str(exc)
+                self.retries += 1
+                with self._cv:
+                    if self._cv.wait_for(lambda: self._stopping, delay):
+                        raise
+                delay = min(delay * 2, self._config.archive_ship_retry_max_s)
+
+    def _read_hint(self) -> int:
+        try:
+            with open(os.path.join(self.target.wal_root, SHIPPED_NAME), encoding="ascii") as f:
+                return int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def _write_hint(self, first_lsn: int) -> None:
+        """Remember the newest acknowledged segment (a hint: no fsync; lost = re-verified)."""
+        path = os.path.join(self.target.wal_root, SHIPPED_NAME)
+        try:
+            with open(path + ".tmp", "w", encoding="ascii") as f:
+                f.write(str(first_lsn))
+            os.replace(path + ".tmp", path)
+        except OSError as exc:
+            log.warning("lsnwal: cannot write %s: %s", path, exc)
+
+    def _compare(self, key: str, path: str, data: bytes, crc: int) -> None:
+        """``key`` exists: return if it holds ``data`` (by CRC32C, or bytes), else raise."""
+        t = self.target
+        info = t.store.head(key)
+        if info is not None and info.size == len(data) and (
+            info.crc32c == crc if info.crc32c is not None else t.store.get(key) == data
+        ):
+            return  # the same bytes are already there: a retry after a crash or lost answer
+        raise StoreConflictError(
+            f"object {key} in {t.store.location} already exists with DIFFERENT content than "
+            f"{path}; refusing to overwrite history. Shipping stopped: another writer "
+            "or an earlier history uses this prefix (restore from it to start a new timeline, "
+            "or ship to another prefix)")
 
     def _ship(self, item: _Item) -> None:
         """Upload one segment create-only; compare on "exists" (see the module rules)."""
@@ -267,20 +318,14 @@ class Shipper:
         crc = crc32c(data)
         t = self.target
         key = segment_key(t.prefix, t.state.timeline, os.path.basename(item.path))
+        if item.verify:
+            self._compare(key, item.path, data, crc)
+            return
         if t.store.put_if_absent(key, data, crc, object_metadata(data, t.state.timeline)):
             self.objects_shipped += 1
             self.bytes_shipped += len(data)
             return
-        info = t.store.head(key)
-        if info is not None and info.size == len(data) and (
-            info.crc32c == crc if info.crc32c is not None else t.store.get(key) == data
-        ):
-            return  # the same bytes are already there: a retry after a crash or lost answer
-        raise StoreConflictError(
-            f"{t.store.location}/{key} already exists with DIFFERENT content than "
-            f"{item.path}; refusing to overwrite history. Shipping stopped: another writer "
-            "or an earlier history uses this prefix (restore from it to start a new timeline, "
-            "or ship to another prefix)")
+        self._compare(key, item.path, data, crc)
 
     # ------------------------------------------------------------------ outputs
 
