@@ -94,10 +94,9 @@ class Server:
             os.makedirs(os.path.join(self.data_dir, BUCKET), exist_ok=True)
             args = [_bin("rclone"), "serve", "s3", "--addr", f"127.0.0.1:{self.port}",
                     "--auth-key", f"{ACCESS_KEY},{SECRET_KEY}", self.data_dir]
-        log = open(os.path.join(os.path.dirname(self.data_dir), f"{self.kind}.log"), "ab")
-        self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        log.close()
+        with open(os.path.join(os.path.dirname(self.data_dir), f"{self.kind}.log"), "ab") as log:
+            self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
         _wait_port(self.port, self.proc, 30.0)
         client = s3_client(self.endpoint)
         deadline = time.monotonic() + 30.0

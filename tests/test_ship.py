@@ -10,7 +10,6 @@ answer, a revoked permission, a stalled upload) are injected at the store seam
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import signal
@@ -27,9 +26,6 @@ from _seaweed import ACCESS_KEY, SECRET_KEY, Server, s3_client
 
 import lsnwal
 from lsnwal.store import (
-    StoreAuthError,
-    StoreCapabilityError,
-    StoreNotFoundError,
     StoreTransientError,
     open_store,
     parse_url,
@@ -272,7 +268,7 @@ def test_kill9_during_uploads_loses_nothing(seaweed: Any, tmp_path: Path, s3_env
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith(b"ready")
         lines: list[bytes] = []
-        reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+        reader = threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True)
         reader.start()
         time.sleep(rng.uniform(0.4, 1.2))  # a random moment of a write/ship loop
         os.kill(proc.pid, signal.SIGKILL)

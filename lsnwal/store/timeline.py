@@ -133,8 +133,9 @@ class ShipState:
     """Who ships, where, on which timeline (the local SHIPPING document)."""
 
     writer_id: str
-    timeline: int
+    timeline: int  # 0 until a pending branch is created
     new: bool = False  # not yet saved in <wal>/SHIPPING
+    branch: tuple[int, int] | None = None  # (parent timeline, branch LSN) still to create
 
 
 def resolve_timeline(store: ObjectStore, prefix: str, url: str, wal_root: str) -> ShipState:
@@ -143,12 +144,12 @@ def resolve_timeline(store: ObjectStore, prefix: str, url: str, wal_root: str) -
     state = read_json(path)
     if state and state.get("url") == url and isinstance(state.get("timeline"), int):
         return ShipState(str(state["writer_id"]), int(state["timeline"]))
-    timeline = 1
     restored = read_json(os.path.join(wal_root, RESTORED_NAME))
     if restored is not None and restored.get("url") == url:
-        timeline = new_timeline(store, prefix, int(restored.get("timeline", 1)),
-                                int(restored.get("last_lsn", 0)))
-    return ShipState(uuid.uuid4().hex, timeline, new=True)
+        # The timeline is created only once the lease is ours (Lease.acquire).
+        branch = (int(restored.get("timeline", 1)), int(restored.get("last_lsn", 0)))
+        return ShipState(uuid.uuid4().hex, 0, new=True, branch=branch)
+    return ShipState(uuid.uuid4().hex, 1, new=True)
 
 
 def save_state(wal_root: str, url: str, state: ShipState) -> None:
@@ -164,6 +165,7 @@ class Lease:
 
     def __init__(self, store: ObjectStore, prefix: str, state: ShipState) -> None:
         self.store = store
+        self.prefix = prefix
         self.key = lease_key(prefix)
         self.state = state
         self.etag: str | None = None
@@ -189,8 +191,8 @@ class Lease:
                     doc = json.loads(self.store.get(self.key))
                 owner = doc.get("owner")
                 ours = owner == self.state.writer_id
-                branched = doc.get("released") is True and \
-                    doc.get("timeline") != self.state.timeline
+                branched = doc.get("released") is True and (
+                    self.state.branch is not None or doc.get("timeline") != self.state.timeline)
                 if not (ours or takeover or branched):
                     state = "released" if doc.get("released") else "held"
                     raise StoreLeaseError(
@@ -203,9 +205,19 @@ class Lease:
             try:
                 self.etag = self.store.put_if_match(
                     self.key, self._doc(False), None if info is None else info.etag)
-                return
             except StoreConflictError:
                 continue  # someone moved it between our read and our swap: look again
+            if self.state.branch is not None:  # a restored WAL: branch now that we lead
+                parent, lsn = self.state.branch
+                self.state.timeline = new_timeline(self.store, self.prefix, parent, lsn)
+                self.state.branch = None
+                try:
+                    self.etag = self.store.put_if_match(self.key, self._doc(False), self.etag)
+                except StoreConflictError:
+                    raise StoreLeaseError(
+                        f"the lease at {self.store.location} was taken while we started "
+                        "a timeline; not shipping") from None
+            return
         raise StoreLeaseError(f"the lease at {self.store.location} keeps changing; not shipping")
 
     def check(self) -> None:
