@@ -19,8 +19,10 @@ Owns the ``lsnwal-ship`` thread, the connection made when a WAL opens with
   errors stop shipping visibly (stats, log) and leave commits alone.
 * The archiver deletes a local segment (by local retention, or because the
   archive is off) only after ``is_shipped`` says the store acknowledged it.
-* Fencing: before each upload the lease is checked; a lost lease stops
-  shipping (another writer took the prefix over).
+* Fencing: before an upload the lease is re-read (at most once a second); a
+  lost lease stops shipping (another writer took the prefix over). A writer
+  that lost it may still land the one segment it was uploading — on its own
+  timeline's name, create-only, so nothing is overwritten.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from .store.url import open_store, parse_url, segment_key, timeline_dir
 log = logging.getLogger("lsnwal")
 
 RETRY_FIRST_S = 0.1
+LEASE_CHECK_S = 1.0  # fencing: the lease is re-read before an upload at most this often
 SHIPPED_NAME = "SHIPPED"  # hint: first LSN of the newest segment the store acknowledged
 META_MARKS_MAX = 1500  # bytes of mark metadata kept in an object (S3 allows 2 KiB in all)
 
@@ -156,6 +159,7 @@ class Shipper:
         self.bytes_shipped = 0
         self.retries = 0
         self.shipped_lsn = 0
+        self._lease_checked = -LEASE_CHECK_S
         now = time.time()
         self._initial = [_Item(p, first, last if last is not None else first, size, now)
                          for p, first, last, size in existing]
@@ -199,7 +203,9 @@ class Shipper:
             delay = RETRY_FIRST_S
             while True:
                 try:
-                    self.target.lease.check()
+                    if time.monotonic() - self._lease_checked > LEASE_CHECK_S:
+                        self.target.lease.check()
+                        self._lease_checked = time.monotonic()
                     self._ship(item)
                     break
                 except StoreTransientError as exc:

@@ -270,7 +270,7 @@ def test_kill9_during_uploads_loses_nothing(seaweed: Any, tmp_path: Path, s3_env
         lines: list[bytes] = []
         reader = threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True)
         reader.start()
-        time.sleep(rng.uniform(0.4, 1.2))  # a random moment of a write/ship loop
+        time.sleep(rng.uniform(0.3, 0.8))  # a random moment of a write/ship loop
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
         reader.join(30)

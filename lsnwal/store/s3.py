@@ -18,6 +18,7 @@ seam's errors. Rules:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -68,8 +69,26 @@ def _client_secrets(client: Any) -> list[str]:
     return out
 
 
+_CLIENTS: dict[tuple[str | None, ...], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
 def make_client(endpoint: str | None, region: str | None) -> Any:
-    """A boto3 S3 client configured the way lsnwal needs it (see the module rules)."""
+    """A boto3 S3 client configured the way lsnwal needs it (see the module rules).
+
+    Clients are thread-safe and costly to build (~0.1 s), so one is kept per
+    endpoint, region and credentials from the environment.
+    """
+    key = (endpoint, region, *(os.environ.get(k) for k in (
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")))
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = _CLIENTS[key] = _new_client(endpoint, region)
+    return client
+
+
+def _new_client(endpoint: str | None, region: str | None) -> Any:
     try:
         import boto3
         from botocore.config import Config
@@ -229,7 +248,4 @@ class S3Store:
         self._call(f"delete {key}", self.client.delete_object, Key=key)
 
     def close(self) -> None:
-        """Close the client's connection pool."""
-        close = getattr(self.client, "close", None)
-        if close is not None:
-            close()
+        """Nothing to release: the (shared or caller's) client keeps its connection pool."""

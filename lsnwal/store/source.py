@@ -12,9 +12,9 @@ no second parser. Rules:
 * ``pread`` is served from ranged GETs: a read near an object's end fetches
   its last 64 KiB once (trailer, seal and index in one suffix GET); a small
   read fetches 64 KiB; streaming reads fetch what is asked and prefetch the
-  next range (and the start of the next segment) in the background, within
-  ``prefetch_bytes``. So a seek by LSN costs a few small GETs, whatever the
-  archive's size.
+  next range in the background; once a reader goes on to the next segment,
+  the following segments are fetched ahead too — all within ``prefetch_bytes``.
+  So a seek by LSN costs a few small GETs, whatever the archive's size.
 * Every GET is retried with back-off on transient errors; counters
   (``gets``, ``bytes_read``) tell what a read cost.
 """
@@ -38,6 +38,7 @@ TAIL_BYTES = 64 * 1024
 SMALL_FETCH = 64 * 1024
 CACHE_BYTES = 64 * 1024 * 1024
 GET_ATTEMPTS = 6
+READ_AHEAD_SEGMENTS = 4
 
 
 def _ro(path: str) -> OSError:
@@ -72,6 +73,7 @@ class StoreFileSystem:
         self._cached = 0
         self._inflight: dict[tuple[str, int], threading.Event] = {}
         self._inflight_bytes = 0
+        self._last_started: str | None = None  # the segment whose start was read last
 
     # -------------------------------------------------------------- listing
 
@@ -173,15 +175,25 @@ class StoreFileSystem:
                 stop = min(total, max(end, offset + SMALL_FETCH))
                 data = self._fetch(name, offset, stop)
                 hit = data[: end - offset]
-        if size >= SMALL_FETCH:  # streaming: keep the next range (or segment) coming
-            if end < total:
-                self._prefetch(name, end, min(total, end + size))
-            else:
-                i = self._order.index(name) + 1
-                if i < len(self._order):
-                    nxt = self._order[i]
-                    self._prefetch(nxt, 0, min(self._objects[nxt] if self._objects else 0, size))
+        if size >= SMALL_FETCH and end < total:  # streaming: keep the next range coming
+            self._prefetch(name, end, min(total, end + size))
+        if offset == 0:
+            self._read_ahead_segments(name)
         return hit
+
+    def _read_ahead_segments(self, name: str) -> None:
+        """A reader that moved on to the next segment streams: fetch the following ones.
+
+        A seek reads one segment (no read-ahead); the second segment in a row
+        starts fetching up to ``READ_AHEAD_SEGMENTS`` next ones in the background.
+        """
+        prev, self._last_started = self._last_started, name
+        i = self._order.index(name)
+        if prev is None or i == 0 or self._order[i - 1] != prev:
+            return
+        sizes = self._listing()
+        for nxt in self._order[i + 1 : i + 1 + READ_AHEAD_SEGMENTS]:
+            self._prefetch(nxt, 0, min(sizes[nxt], 1 << 20))
 
     # -------------------------------------------------------------- FileSystem (read side)
 
