@@ -19,10 +19,11 @@ Owns the ``lsnwal-ship`` thread, the connection made when a WAL opens with
   errors stop shipping visibly (stats, log) and leave commits alone.
 * The archiver deletes a local segment (by local retention, or because the
   archive is off) only after ``is_shipped`` says the store acknowledged it.
-* Fencing: before an upload the lease is re-read (at most once a second); a
-  lost lease stops shipping (another writer took the prefix over). A writer
-  that lost it may still land the one segment it was uploading — on its own
-  timeline's name, create-only, so nothing is overwritten.
+* Fencing: the lease is re-read before the first upload after an idle spell
+  and then at most once a second while uploads stream; a lost lease stops
+  shipping (another writer took the prefix over). A writer that lost it may
+  still land what it uploads within that second — under its own timeline's
+  names, create-only, so nothing is overwritten.
 """
 
 from __future__ import annotations
@@ -193,6 +194,8 @@ class Shipper:
             self._fail(StoreError(f"cannot read the local archive for shipping: {exc}"))
         while True:
             with self._cv:
+                if not self._queue:
+                    self._lease_checked = -LEASE_CHECK_S  # the first upload after idling checks
                 self._cv.wait_for(lambda: bool(self._queue) or self._stopping)
                 if self._stopping and (not self._queue or self.error is not None):
                     return

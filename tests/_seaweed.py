@@ -110,15 +110,11 @@ class Server:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after a second; its data stays on disk)."""
+        """Kill the server (SIGKILL: what it acknowledged is on disk and survives a restart)."""
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(1.0)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.proc.kill()
+        self.proc.wait()
         self.proc = None
 
     def url(self, prefix: str | None = None) -> str:
