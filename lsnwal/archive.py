@@ -128,6 +128,7 @@ class Archiver:
                 target, config,
                 [(s.path, s.first_lsn, s.last_lsn, s.size_bytes) for s in self.segments],
                 self._kick,
+                lambda: self.durable_checkpoint,
             )
         self._thread = threading.Thread(target=self._run, name="lsnwal-archive", daemon=True)
         self._thread.start()

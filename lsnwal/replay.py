@@ -518,7 +518,7 @@ def restore(
     tgt = os.path.abspath(os.fspath(target))
     if fs.exists(tgt) and (not fs.isdir(tgt) or fs.listdir(tgt)):
         raise FileExistsError(f"restore target {tgt} exists and is not an empty directory")
-    source, src_fs = read_source(source, fs)  # a store URL reads through a store view
+    source, src_fs = read_source(source, fs, hold=True)  # a store URL: a store view
     records = replay(source, config=cfg, until_lsn=until_lsn, until_time=until_time,
                      until_mark=until_mark, inclusive=inclusive, fs=src_fs)
     # A target that cannot be met may raise only at the first record: fetch it before

@@ -40,6 +40,7 @@ from typing import Any
 from . import format as fmt
 from .config import WalConfig
 from .names import segment_name
+from .store import retention as store_retention
 from .store.base import (
     ObjectStore,
     StoreConflictError,
@@ -48,12 +49,14 @@ from .store.base import (
     crc32c,
 )
 from .store.check import require_capabilities
+from .store.retention import StoreCandidate
 from .store.timeline import Lease, ShipState, resolve_timeline, save_state
 from .store.url import open_store, parse_url, segment_key, timeline_dir
 
 log = logging.getLogger("lsnwal")
 
 RETRY_FIRST_S = 0.1
+STORE_RETENTION_INTERVAL_S = 60.0  # store retention runs when idle, at most this often
 LEASE_CHECK_S = 1.0  # fencing: the lease is re-read before an upload at most this often
 SHIPPED_NAME = "SHIPPED"  # hint: first LSN of the newest segment the store acknowledged
 META_MARKS_MAX = 1500  # bytes of mark metadata kept in an object (S3 allows 2 KiB in all)
@@ -144,8 +147,12 @@ class Shipper:
         config: WalConfig,
         existing: Iterable[tuple[str, int, int | None, int]],
         on_progress: Callable[[], None],
+        checkpoint: Callable[[], int] = lambda: 0,
     ) -> None:
         self.target = target
+        self._checkpoint = checkpoint
+        self._retention_at = 0.0
+        self.store_pruned = 0
         self._config = config
         self._on_progress = on_progress
         self._cv = threading.Condition(threading.Lock())
@@ -194,8 +201,19 @@ class Shipper:
             self._fail(StoreError(f"cannot read the local archive for shipping: {exc}"))
         while True:
             with self._cv:
-                if not self._queue:
+                idle = not self._queue
+                if idle:
                     self._lease_checked = -LEASE_CHECK_S  # the first upload after idling checks
+            if idle and self.error is None and \
+                    time.monotonic() - self._retention_at > STORE_RETENTION_INTERVAL_S:
+                self._retention_at = time.monotonic()
+                try:
+                    self.apply_retention()
+                except StoreError as exc:  # retention waits for the next round; shipping goes on
+                    self.last_error = str(exc)
+                    log.warning("lsnwal: store retention in %s failed: %s",
+                                self.target.store.location, exc)
+            with self._cv:
                 self._cv.wait_for(lambda: bool(self._queue) or self._stopping)
                 if self._stopping and (not self._queue or self.error is not None):
                     return
@@ -336,6 +354,16 @@ class Shipper:
             return
         self._compare(key, item.path, data, crc)
 
+    def apply_retention(self) -> list[StoreCandidate]:
+        """Apply store retention now (a no-op without ``store_max_*``); return what went."""
+        t = self.target
+        if not self._reconciled:
+            return []
+        gone = store_retention.apply(t.store, t.prefix, t.state.timeline, self._config,
+                                     min(self._checkpoint(), self.shipped_lsn))
+        self.store_pruned += len(gone)
+        return gone
+
     # ------------------------------------------------------------------ outputs
 
     def stats(self) -> dict[str, Any]:
@@ -354,6 +382,7 @@ class Shipper:
             "ship_error": self.last_error if self.error is None else str(self.error),
             "ship_stopped": self.error is not None,
             "ship_conflict": self.conflict,
+            "store_pruned": self.store_pruned,
         }
 
     def drain(self, timeout: float | None = None) -> bool:

@@ -49,6 +49,8 @@ class WalStats:
     ship_stopped: bool = False
     #: a different object was found under a segment's name (nothing was overwritten)
     ship_conflict: bool = False
+    #: segment objects deleted by store retention
+    store_pruned: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """The snapshot as a plain dict (for JSON or logging)."""

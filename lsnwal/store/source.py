@@ -8,7 +8,8 @@ no second parser. Rules:
 
 * The view looks like a WAL directory whose ``archive/`` holds the segments
   of one timeline (the newest, or ``?timeline=N``); one LIST names them, with
-  their sizes. Nothing is written, no LOCK is taken.
+  their sizes. No LOCK is taken; the only object ever written is a restore's
+  hold (``PREFIX/holds/``), which store retention respects.
 * ``pread`` is served from ranged GETs: a read near an object's end fetches
   its last 64 KiB once (trailer, seal and index in one suffix GET); a small
   read fetches 64 KiB; streaming reads fetch what is asked and prefetch the
@@ -26,11 +27,13 @@ import errno
 import os
 import threading
 import time
+import weakref
 from typing import Any
 
 from ..fs import FileSystem, OsFileSystem, OsSyncBackend, SyncBackend
 from ..names import parse_segment_name
 from .base import ObjectStore, StoreError, StoreTransientError
+from .retention import Hold
 from .timeline import timelines, write_restored_marker
 from .url import StoreUrl, is_store_url, open_store, parse_url, timeline_dir
 
@@ -74,6 +77,7 @@ class StoreFileSystem:
         self._inflight: dict[tuple[str, int], threading.Event] = {}
         self._inflight_bytes = 0
         self._last_started: str | None = None  # the segment whose start was read last
+        self.hold: Hold | None = None
 
     # -------------------------------------------------------------- listing
 
@@ -311,17 +315,29 @@ class StoreFileSystem:
 
 
 def read_source(
-    path: str | os.PathLike[str], fs: FileSystem | None, client: Any = None
+    path: str | os.PathLike[str], fs: FileSystem | None, client: Any = None, *,
+    hold: bool = False,
 ) -> tuple[str | os.PathLike[str], FileSystem]:
-    """``(path, fs)`` to read from: a store URL becomes its ``StoreFileSystem`` view."""
+    """``(path, fs)`` to read from: a store URL becomes its ``StoreFileSystem`` view.
+
+    ``hold=True`` (a restore) places a hold that store retention respects until
+    ``note_restored`` (or the view's end) removes it.
+    """
     if not is_store_url(path):
         return path, fs or OsFileSystem()
     url = parse_url(path)
-    view = StoreFileSystem(open_store(url, client), url)
+    store = open_store(url, client)
+    held = Hold(store, url.prefix) if hold else None  # before listing: nothing goes from here
+    view = StoreFileSystem(store, url)
+    if held is not None:
+        view.hold = held
+        weakref.finalize(view, held.release)
     return view.root, view
 
 
 def note_restored(source_fs: FileSystem, target: str, last_lsn: int | None) -> None:
-    """After a restore from a store: record the history the new WAL continues."""
+    """After a restore from a store: record the history the new WAL continues; drop the hold."""
     if isinstance(source_fs, StoreFileSystem):
         write_restored_marker(target, str(source_fs.url), source_fs.timeline, last_lsn)
+        if source_fs.hold is not None:
+            source_fs.hold.release()
