@@ -60,7 +60,7 @@ def model(segs: list[lsnwal.SegmentInfo], marks: dict[str, int], cfg: lsnwal.Wal
 
 def test_retention_plans_match_the_rules(tmp_path: Path) -> None:
     """60 random policies and checkpoints: the plan equals the reference model's."""
-    url, store, wal_dir = shipped_wal(tmp_path)
+    _url, store, wal_dir = shipped_wal(tmp_path)
     segs = [s for s in lsnwal.collect_all_segments(wal_dir) if s.state == "archive"]
     assert len(segs) >= 10
     marks = {n: lsn for n, lsn, _ in lsnwal.list_marks(wal_dir)}
@@ -89,7 +89,7 @@ def test_retention_plans_match_the_rules(tmp_path: Path) -> None:
 
 def test_retention_deletes_the_oldest_and_the_rest_replays(tmp_path: Path) -> None:
     """A real run keeps a gapless tail whose records equal the local ones byte for byte."""
-    url, store, wal_dir = shipped_wal(tmp_path)
+    url, _store, wal_dir = shipped_wal(tmp_path)
     base = str(tmp_path / "store")
     cfg = lsnwal.WalConfig(segment_max_bytes=4096, archive_url=url, store_max_segments=4)
     with lsnwal.open(wal_dir, cfg) as wal:
@@ -108,7 +108,7 @@ def test_retention_deletes_the_oldest_and_the_rest_replays(tmp_path: Path) -> No
 
 def test_a_restore_hold_stops_retention(tmp_path: Path) -> None:
     """While a hold exists nothing is deleted; once released the same plan deletes."""
-    url, store, wal_dir = shipped_wal(tmp_path)
+    _url, store, _wal_dir = shipped_wal(tmp_path)
     cfg = lsnwal.WalConfig(store_max_segments=2)
     hold = ret.Hold(store, "")
     assert ret.active_holds(store, "") == [hold.key]
@@ -120,7 +120,7 @@ def test_a_restore_hold_stops_retention(tmp_path: Path) -> None:
 
 def test_restore_from_a_store_holds_it_while_reading(tmp_path: Path) -> None:
     """``restore(url)`` places a hold before it lists and removes it when done."""
-    url, store, wal_dir = shipped_wal(tmp_path)
+    url, store, _wal_dir = shipped_wal(tmp_path)
     seen: list[list[str]] = []
     real_get = store.get
 
