@@ -29,6 +29,17 @@ from .recovery import SegmentInfo, collect_all_segments
 from .replay import Problem, VerifyReport, list_marks, replay, restore, verify
 from .restore import RestoreResult
 from .stats import WalStats
+from .store import (
+    StoreAuthError,
+    StoreCapabilityError,
+    StoreConfigError,
+    StoreConflictError,
+    StoreError,
+    StoreNotFoundError,
+    StoreTransientError,
+)
+from .store.follow import Follower, FollowStatus
+from .store.timeline import StoreLeaseError
 from .sync import SegmentSyncManager, SyncHandle
 from .wal import AsyncWalWriter, open
 
@@ -39,6 +50,8 @@ __all__ = [
     "AsyncWalWriter",
     "BackpressureTimeout",
     "FileSystem",
+    "FollowStatus",
+    "Follower",
     "LsnUnavailableError",
     "OsFileSystem",
     "OsSyncBackend",
@@ -50,6 +63,14 @@ __all__ = [
     "RestoreResult",
     "SegmentInfo",
     "SegmentSyncManager",
+    "StoreAuthError",
+    "StoreCapabilityError",
+    "StoreConfigError",
+    "StoreConflictError",
+    "StoreError",
+    "StoreLeaseError",
+    "StoreNotFoundError",
+    "StoreTransientError",
     "SyncBackend",
     "SyncHandle",
     "VerifyReport",
