@@ -56,9 +56,18 @@ class StoreFileSystem:
         self.store = store
         self.url = url
         self.prefix = url.prefix
+        self._lock = threading.Lock()
+        self._objects: dict[str, int] | None = None
+        self._order: list[str] = []
         tl = client_timeline or url.timeline
-        if tl is None:
-            tl = max(timelines(store, url.prefix), default=1)
+        if tl is None:  # the newest timeline that holds segments (one LIST when it is the newest)
+            for n in sorted(timelines(store, url.prefix), reverse=True):
+                self.timeline = n
+                if self._listing() or n == 1:
+                    tl = n
+                    break
+                self._objects = None
+        assert tl is not None
         self.timeline = tl
         self.root = "/" + "/".join(p for p in (url.scheme, url.bucket.strip("/"), url.prefix,
                                                f"tl-{tl:08d}") if p)
@@ -66,12 +75,9 @@ class StoreFileSystem:
         self.prefetch_bytes = prefetch_bytes
         self.gets = 0
         self.bytes_read = 0
-        self._lock = threading.Lock()
-        self._objects: dict[str, int] | None = None
-        self._order: list[str] = []
         self._fds: dict[int, str] = {}
         self._next_fd = 1000
-        # cache: (name, start) -> bytes, LRU by insertion; _spans[name] = [(start, end)]
+        # cache: (name, start) -> bytes, evicted oldest first beyond CACHE_BYTES
         self._cache: collections.OrderedDict[tuple[str, int], bytes] = collections.OrderedDict()
         self._cached = 0
         self._inflight: dict[tuple[str, int], threading.Event] = {}

@@ -7,7 +7,7 @@ Owns three small JSON documents:
 * ``<wal>/RESTORED_FROM`` (local): written by a restore from a store; the next
   open that ships to the same store starts a **new timeline** instead of
   writing names its source already holds.
-* ``PREFIX/tl-N.history`` (store, create-only): timeline N branched from
+* ``PREFIX/history/tl-N`` (store, create-only): timeline N branched from
   timeline ``parent`` after LSN ``branch_lsn``. Two restores racing for the
   same number: one create wins, the other takes the next number.
 * ``PREFIX/LEASE`` (store, compare-and-swap): which writer ships to the
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import ObjectStore, StoreConflictError, StoreError
-from .url import TIMELINE_DIGITS, history_key, lease_key, parse_timeline
+from .url import TIMELINE_DIGITS, history_key, history_prefix, lease_key, parse_timeline
 
 STATE_NAME = "SHIPPING"
 RESTORED_NAME = "RESTORED_FROM"
@@ -70,47 +70,22 @@ def write_restored_marker(target: str, url: str, timeline: int, last_lsn: int | 
 
 
 def timelines(store: ObjectStore, prefix: str) -> dict[int, dict[str, Any]]:
-    """Every timeline in the store: ``{n: history}`` (timeline 1 has no history object)."""
-    base = f"{prefix}/" if prefix else ""
-    out: dict[int, dict[str, Any]] = {}
-    for obj in store.list(base + "tl-"):
-        rest = obj.key[len(base):]
-        head = rest.split("/", 1)[0]
-        if head.endswith(".history"):
-            n = parse_timeline(head[: -len(".history")])
-            if n is not None:
-                try:
-                    doc = json.loads(store.get(obj.key))
-                except ValueError:
-                    doc = {}
-                out[n] = doc if isinstance(doc, dict) else {}
-        else:
-            n = parse_timeline(head)
-            if n is not None:
-                out.setdefault(n, {})
-    return out
+    """Every timeline: ``{n: history}`` (timeline 1, the root, has no history object).
 
-
-def lineage(store: ObjectStore, prefix: str, timeline: int) -> list[tuple[int, int | None]]:
-    """``[(timeline, last LSN read from it or None)]`` from the root to ``timeline``.
-
-    Timeline 3 branched from 2 after LSN 500, 2 from 1 after LSN 200 gives
-    ``[(1, 200), (2, 500), (3, None)]``: the records a reader follows.
+    One LIST of ``PREFIX/history/`` — never of the segments, so it costs the same
+    for 10 or 100,000 of them.
     """
-    hist = timelines(store, prefix)
-    chain: list[tuple[int, int | None]] = [(timeline, None)]
-    seen = {timeline}
-    cur = timeline
-    while True:
-        doc = hist.get(cur) or {}
-        parent, branch = doc.get("parent"), doc.get("branch_lsn")
-        if not isinstance(parent, int) or not isinstance(branch, int) or parent in seen:
-            break
-        chain.append((parent, branch))
-        seen.add(parent)
-        cur = parent
-    chain.reverse()
-    return chain
+    base = history_prefix(prefix)
+    out: dict[int, dict[str, Any]] = {1: {}}
+    for obj in store.list(base):
+        n = parse_timeline(obj.key[len(base):])
+        if n is not None:
+            try:
+                doc = json.loads(store.get(obj.key))
+            except ValueError:
+                doc = {}
+            out[n] = doc if isinstance(doc, dict) else {}
+    return out
 
 
 def new_timeline(store: ObjectStore, prefix: str, parent: int, branch_lsn: int) -> int:

@@ -6,7 +6,7 @@ Owns the URL grammar and the key layout under a prefix::
     file:///ABSOLUTE/DIRECTORY
 
     PREFIX/tl-00000001/00000000000000000001.wal   a segment on timeline 1
-    PREFIX/tl-00000002.history                    where timeline 2 branched off
+    PREFIX/history/tl-00000002                    where timeline 2 branched off
     PREFIX/LEASE                                  the shipping writer's lease
     PREFIX/.lsnwal-probe/...                      capability-check probes
 
@@ -130,9 +130,14 @@ def segment_key(prefix: str, timeline: int, name: str) -> str:
     return timeline_dir(prefix, timeline) + name
 
 
+def history_prefix(prefix: str) -> str:
+    """Where the history objects live (listed apart from the segments)."""
+    return _join(prefix, "history/")
+
+
 def history_key(prefix: str, timeline: int) -> str:
     """The key of the history object that created ``timeline``."""
-    return _join(prefix, f"tl-{timeline:0{TIMELINE_DIGITS}d}.history")
+    return history_prefix(prefix) + f"tl-{timeline:0{TIMELINE_DIGITS}d}"
 
 
 def lease_key(prefix: str) -> str:
