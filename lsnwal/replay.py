@@ -291,7 +291,8 @@ def replay(
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ValueError(f"{name} must be a positive int")
     kind_set = None if kinds is None else frozenset(fmt.RecordKind(k) for k in kinds)
-    path, fs = read_source(path, fs)  # a store URL reads through a store view
+    # A store URL reads through a store view (listing only what a seek needs).
+    path, fs = read_source(path, fs, seek=from_lsn if until_mark is None else None)
     cfg = config or WalConfig()
     paths = WalPaths.of(path, cfg)
     an = None

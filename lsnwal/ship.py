@@ -51,7 +51,7 @@ from .store.base import (
 from .store.check import require_capabilities
 from .store.retention import StoreCandidate
 from .store.timeline import Lease, ShipState, resolve_timeline, save_state
-from .store.url import open_store, parse_url, segment_key, timeline_dir
+from .store.url import open_store, parse_url, segment_key, timeline_dir, tip_key
 
 log = logging.getLogger("lsnwal")
 
@@ -115,11 +115,14 @@ class _Item:
     size: int
     queued_at: float
     verify: bool = False  # listed in the store but never acknowledged to us: compare only
+    prev: str | None = None  # name of the segment before it (lets a reader seek without LIST)
 
 
-def object_metadata(data: bytes, timeline: int) -> dict[str, str]:
+def object_metadata(data: bytes, timeline: int, prev: str | None = None) -> dict[str, str]:
     """The metadata of a segment object, from the seal inside ``data`` (ASCII only)."""
     meta = {"lsnwal-timeline": str(timeline)}
+    if prev is not None:
+        meta["lsnwal-prev-name"] = prev
     off = fmt.decode_trailer(data[-fmt.TRAILER_SIZE:])
     seal = fmt.decode_seal_at(memoryview(data)[off:], off) if off is not None and \
         fmt.HEADER_SIZE <= off < len(data) else None
@@ -169,8 +172,14 @@ class Shipper:
         self.shipped_lsn = 0
         self._lease_checked = -LEASE_CHECK_S
         now = time.time()
-        self._initial = [_Item(p, first, last if last is not None else first, size, now)
-                         for p, first, last, size in existing]
+        self._initial = sorted(
+            (_Item(p, first, last if last is not None else first, size, now)
+             for p, first, last, size in existing), key=lambda i: i.first_lsn)
+        for a, b in zip(self._initial, self._initial[1:], strict=False):
+            b.prev = os.path.basename(a.path)
+        self._last_name = os.path.basename(self._initial[-1].path) if self._initial else None
+        self._tip_etag: str | None = None
+        self._tip_at = 0.0
         self._thread = threading.Thread(target=self._run, name="lsnwal-ship", daemon=True)
         self._thread.start()
 
@@ -180,7 +189,9 @@ class Shipper:
         """Queue archived segments ``(path, first_lsn, last_lsn, size)`` for shipping."""
         now = time.time()
         with self._cv:
-            self._queue.extend(_Item(p, f, last, s, now) for p, f, last, s in segs)
+            for p, f, last, s in segs:
+                self._queue.append(_Item(p, f, last, s, now, prev=self._last_name))
+                self._last_name = os.path.basename(p)
             self._cv.notify_all()
 
     def is_shipped(self, first_lsn: int) -> bool:
@@ -251,6 +262,10 @@ class Shipper:
                     self.shipped_lsn = max(self.shipped_lsn, item.last_lsn)
                     self._cv.notify_all()
                 self._write_hint(item.first_lsn)
+                with self._cv:
+                    idle_now = not self._queue
+                if idle_now or time.monotonic() - self._tip_at > LEASE_CHECK_S:
+                    self._write_tip(os.path.basename(item.path))
                 self._on_progress()
 
     def _fail(self, exc: StoreError) -> None:
@@ -314,6 +329,22 @@ class Shipper:
         except (OSError, ValueError):
             return 0
 
+    def _write_tip(self, name: str) -> None:
+        """Point ``tip/tl-N`` at the newest shipped segment (a hint for readers' seeks)."""
+        t = self.target
+        key = tip_key(t.prefix, t.state.timeline)
+        self._tip_at = time.monotonic()
+        for _ in range(2):
+            try:
+                self._tip_etag = t.store.put_if_match(key, name.encode("ascii"), self._tip_etag)
+                return
+            except StoreConflictError:
+                info = t.store.head(key)
+                self._tip_etag = None if info is None else info.etag
+            except StoreError as exc:  # a hint: readers list without it
+                log.debug("lsnwal: tip hint not written: %s", exc)
+                return
+
     def _write_hint(self, first_lsn: int) -> None:
         """Remember the newest acknowledged segment (a hint: no fsync; lost = re-verified)."""
         path = os.path.join(self.target.wal_root, SHIPPED_NAME)
@@ -348,7 +379,8 @@ class Shipper:
         if item.verify:
             self._compare(key, item.path, data, crc)
             return
-        if t.store.put_if_absent(key, data, crc, object_metadata(data, t.state.timeline)):
+        if t.store.put_if_absent(key, data, crc,
+                                 object_metadata(data, t.state.timeline, item.prev)):
             self.objects_shipped += 1
             self.bytes_shipped += len(data)
             return

@@ -25,6 +25,7 @@ class FaultStore:
         self.gate = threading.Event()
         self.gate.set()
         self.puts = 0
+        self.calls: dict[str, int] = {"get": 0, "head": 0, "list": 0}  # read requests made
 
     def put_if_absent(
         self, key: str, data: bytes, crc: int, metadata: Mapping[str, str] | None = None
@@ -44,16 +45,21 @@ class FaultStore:
         return self.inner.put_if_match(key, data, etag)
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        """Passed through."""
+        """Passed through (counted)."""
+        self.calls["get"] += 1
         return self.inner.get(key, start, end)
 
     def head(self, key: str) -> ObjectInfo | None:
-        """Passed through."""
+        """Passed through (counted)."""
+        self.calls["head"] += 1
         return self.inner.head(key)
 
-    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
-        """Passed through."""
-        return self.inner.list(prefix, start_after)
+    def list(
+        self, prefix: str, start_after: str = "", limit: int | None = None
+    ) -> Iterator[ObjectInfo]:
+        """Passed through (counted per call; a call may fetch several pages)."""
+        self.calls["list"] += 1
+        return self.inner.list(prefix, start_after, limit)
 
     def delete(self, key: str) -> None:
         """Passed through."""

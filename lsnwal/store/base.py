@@ -113,8 +113,11 @@ class ObjectStore(Protocol):
     def head(self, key: str) -> ObjectInfo | None:
         """Size, ETag, CRC32C and metadata of ``key``, or None if it does not exist."""
 
-    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
-        """Objects whose key starts with ``prefix`` and sorts after ``start_after``, in order."""
+    def list(
+        self, prefix: str, start_after: str = "", limit: int | None = None
+    ) -> Iterator[ObjectInfo]:
+        """Objects whose key starts with ``prefix`` and sorts after ``start_after``, in order
+        (at most ``limit`` of them: a small page costs the store less)."""
 
     def delete(self, key: str) -> None:
         """Remove ``key`` (no error if it is already gone)."""

@@ -151,7 +151,9 @@ class LocalStore:
         crc = crc32c(data)
         return ObjectInfo(key, len(data), _etag(crc, len(data)), crc, meta)
 
-    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
+    def list(
+        self, prefix: str, start_after: str = "", limit: int | None = None
+    ) -> Iterator[ObjectInfo]:
         """Keys under ``prefix`` after ``start_after``, sorted (a walk of the directory)."""
         keys: list[tuple[str, int]] = []
         for dirpath, dirnames, filenames in os.walk(self.base):
@@ -167,7 +169,7 @@ class LocalStore:
                 if key.startswith(prefix) and key > start_after:
                     with contextlib.suppress(FileNotFoundError):
                         keys.append((key, os.path.getsize(os.path.join(dirpath, name))))
-        for key, size in sorted(keys):
+        for key, size in sorted(keys)[:limit]:
             yield ObjectInfo(key, size)
 
     def delete(self, key: str) -> None:

@@ -226,11 +226,16 @@ class S3Store:
             dict(resp.get("Metadata", {})),
         )
 
-    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
-        """ListObjectsV2 pages (1,000 keys each) from ``start_after`` on."""
+    def list(
+        self, prefix: str, start_after: str = "", limit: int | None = None
+    ) -> Iterator[ObjectInfo]:
+        """ListObjectsV2 pages (1,000 keys each, fewer with ``limit``) from ``start_after`` on."""
         token: str | None = None
+        left = limit
         while True:
             kwargs: dict[str, Any] = {"Prefix": prefix}
+            if left is not None:
+                kwargs["MaxKeys"] = max(1, min(left, 1000))
             if token:
                 kwargs["ContinuationToken"] = token
             elif start_after:
@@ -239,6 +244,10 @@ class S3Store:
             for item in resp.get("Contents", []):
                 yield ObjectInfo(str(item["Key"]), int(item.get("Size", 0)),
                                  str(item.get("ETag", "")))
+                if left is not None:
+                    left -= 1
+                    if left <= 0:
+                        return
             if not resp.get("IsTruncated"):
                 return
             token = resp.get("NextContinuationToken")

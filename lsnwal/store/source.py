@@ -22,6 +22,7 @@ no second parser. Rules:
 
 from __future__ import annotations
 
+import bisect
 import collections
 import errno
 import os
@@ -31,11 +32,11 @@ import weakref
 from typing import Any
 
 from ..fs import FileSystem, OsFileSystem, OsSyncBackend, SyncBackend
-from ..names import parse_segment_name
+from ..names import parse_segment_name, segment_name
 from .base import ObjectStore, StoreError, StoreTransientError
 from .retention import Hold
 from .timeline import timelines, write_restored_marker
-from .url import StoreUrl, is_store_url, open_store, parse_url, timeline_dir
+from .url import StoreUrl, is_store_url, open_store, parse_url, timeline_dir, tip_key
 
 TAIL_BYTES = 64 * 1024
 SMALL_FETCH = 64 * 1024
@@ -52,21 +53,21 @@ class StoreFileSystem:
     """A read-only ``FileSystem`` whose ``<root>/archive/`` is one timeline of a store."""
 
     def __init__(self, store: ObjectStore, url: StoreUrl, *, client_timeline: int | None = None,
-                 prefetch_bytes: int = 8 * 1024 * 1024) -> None:
+                 prefetch_bytes: int = 8 * 1024 * 1024, seek: int | None = None) -> None:
         self.store = store
+        self.sparse = False
         self.url = url
         self.prefix = url.prefix
         self._lock = threading.Lock()
         self._objects: dict[str, int] | None = None
         self._order: list[str] = []
         tl = client_timeline or url.timeline
-        if tl is None:  # the newest timeline that holds segments (one LIST when it is the newest)
+        if tl is None:  # the newest timeline that holds segments (a one-key LIST each)
             for n in sorted(timelines(store, url.prefix), reverse=True):
-                self.timeline = n
-                if self._listing() or n == 1:
+                if n == 1 or self._retry(
+                        lambda n=n: list(store.list(timeline_dir(url.prefix, n), limit=1))):
                     tl = n
                     break
-                self._objects = None
         assert tl is not None
         self.timeline = tl
         self.root = "/" + "/".join(p for p in (url.scheme, url.bucket.strip("/"), url.prefix,
@@ -84,6 +85,68 @@ class StoreFileSystem:
         self._inflight_bytes = 0
         self._last_started: str | None = None  # the segment whose start was read last
         self.hold: Hold | None = None
+        if seek is not None:
+            self._sparse_listing(seek)
+
+    def _sparse_listing(self, lsn: int) -> None:
+        """For a seek: list only the segment holding ``lsn`` and the newest ones.
+
+        The tip hint names the newest shipped segment (one GET, then a LIST of what
+        came after it); a one-key LIST after ``lsn``'s name finds the next segment,
+        whose ``lsnwal-prev-name`` metadata names the one holding ``lsn``. Segments
+        between are found by name as the reader reaches them (one HEAD each). Any
+        missing piece falls back to the full listing.
+        """
+        tdir = timeline_dir(self.prefix, self.timeline)
+        try:
+            tip = self._retry(lambda: self.store.get(tip_key(self.prefix, self.timeline)))
+        except StoreError:
+            return
+        if not tip or parse_segment_name(tip.decode("ascii", "replace")) is None:
+            return
+        tail = {o.key[len(tdir):]: o.size for o in self._retry(
+            lambda: list(self.store.list(tdir, start_after=(tdir + tip.decode())[:-1])))}
+        tail = {n: sz for n, sz in tail.items() if "/" not in n and parse_segment_name(n)}
+        if not tail:
+            return
+        after = self._retry(lambda: list(self.store.list(
+            tdir, start_after=tdir + segment_name(lsn), limit=1)))
+        objs = dict(tail)
+        if after and "/" not in after[0].key[len(tdir):]:
+            nxt = after[0].key[len(tdir):]
+            parsed = parse_segment_name(nxt)
+            if parsed is None:
+                return
+            holder = nxt
+            if parsed[0] > lsn:
+                info = self._retry(lambda: self.store.head(after[0].key))
+                prev = (info.metadata if info else {}).get("lsnwal-prev-name")
+                if not prev or parse_segment_name(prev) is None:
+                    return  # the first segment, or shipped without the hint: list it all
+                holder = prev
+            if holder not in objs:
+                info = self._retry(lambda: self.store.head(tdir + holder))
+                if info is None:
+                    return
+                objs[holder] = info.size
+        self._objects = objs
+        self._order = sorted(objs)
+        self.sparse = True
+
+    def _size(self, name: str) -> int | None:
+        """Size of a segment: from the listing, or (sparse view) one HEAD, remembered."""
+        objs = self._listing()
+        if name in objs:
+            return objs[name]
+        if not self.sparse or parse_segment_name(name) is None:
+            return None
+        info = self._retry(lambda: self.store.head(self._key(name)))
+        if info is None:
+            return None
+        with self._lock:
+            objs[name] = info.size
+            bisect.insort(self._order, name)
+        return int(info.size)
 
     # -------------------------------------------------------------- listing
 
@@ -168,7 +231,7 @@ class StoreFileSystem:
         threading.Thread(target=run, name="lsnwal-prefetch", daemon=True).start()
 
     def _read(self, name: str, size: int, offset: int) -> bytes:
-        total = self._listing()[name]
+        total = self._size(name) or 0
         end = min(total, offset + size)
         if offset >= end:
             return b""
@@ -198,6 +261,8 @@ class StoreFileSystem:
         starts fetching up to ``READ_AHEAD_SEGMENTS`` next ones in the background.
         """
         prev, self._last_started = self._last_started, name
+        if self.sparse:
+            return  # the segments ahead are not listed: found by name when reached
         i = self._order.index(name)
         if prev is None or i == 0 or self._order[i - 1] != prev:
             return
@@ -222,14 +287,15 @@ class StoreFileSystem:
     def exists(self, path: str) -> bool:
         """True for the root, ``archive/`` and listed segments."""
         name = self._name(path)
-        return self.isdir(path) or (name is not None and name in self._listing())
+        return self.isdir(path) or (name is not None and self._size(name) is not None)
 
     def size(self, path: str) -> int:
         """Size of a listed segment."""
         name = self._name(path)
-        if name is None or name not in self._listing():
+        size = None if name is None else self._size(name)
+        if size is None:
             raise FileNotFoundError(errno.ENOENT, "not in the store", path)
-        return self._listing()[name]
+        return size
 
     def mtime(self, path: str) -> float:
         """Not tracked for objects (0.0)."""
@@ -238,7 +304,7 @@ class StoreFileSystem:
     def open_read(self, path: str) -> int:
         """A descriptor for a listed segment."""
         name = self._name(path)
-        if name is None or name not in self._listing():
+        if name is None or self._size(name) is None:
             raise FileNotFoundError(errno.ENOENT, "not in the store", path)
         with self._lock:
             fd = self._next_fd
@@ -248,7 +314,7 @@ class StoreFileSystem:
 
     def fsize(self, fd: int) -> int:
         """The object's size (from the listing)."""
-        return self._listing()[self._fds[fd]]
+        return self._size(self._fds[fd]) or 0
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         """Bytes from the object, through the range cache (see the module rules)."""
@@ -322,19 +388,20 @@ class StoreFileSystem:
 
 def read_source(
     path: str | os.PathLike[str], fs: FileSystem | None, client: Any = None, *,
-    hold: bool = False,
+    hold: bool = False, seek: int | None = None,
 ) -> tuple[str | os.PathLike[str], FileSystem]:
     """``(path, fs)`` to read from: a store URL becomes its ``StoreFileSystem`` view.
 
     ``hold=True`` (a restore) places a hold that store retention respects until
-    ``note_restored`` (or the view's end) removes it.
+    ``note_restored`` (or the view's end) removes it. ``seek`` (a replay's
+    ``from_lsn``) lists only what a seek needs.
     """
     if not is_store_url(path):
         return path, fs or OsFileSystem()
     url = parse_url(path)
     store = open_store(url, client)
     held = Hold(store, url.prefix) if hold else None  # before listing: nothing goes from here
-    view = StoreFileSystem(store, url)
+    view = StoreFileSystem(store, url, seek=seek)
     if held is not None:
         view.hold = held
         weakref.finalize(view, held.release)

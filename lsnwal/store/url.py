@@ -8,6 +8,7 @@ Owns the URL grammar and the key layout under a prefix::
     PREFIX/tl-00000001/00000000000000000001.wal   a segment on timeline 1
     PREFIX/history/tl-00000002                    where timeline 2 branched off
     PREFIX/LEASE                                  the shipping writer's lease
+    PREFIX/tip/tl-00000001                        hint: the newest segment shipped on it
     PREFIX/.lsnwal-probe/...                      capability-check probes
 
 Rules: a URL with credentials in it (``user:secret@``) is refused without
@@ -138,6 +139,11 @@ def history_prefix(prefix: str) -> str:
 def history_key(prefix: str, timeline: int) -> str:
     """The key of the history object that created ``timeline``."""
     return history_prefix(prefix) + f"tl-{timeline:0{TIMELINE_DIGITS}d}"
+
+
+def tip_key(prefix: str, timeline: int) -> str:
+    """The key of the hint naming the newest shipped segment of ``timeline``."""
+    return _join(prefix, f"tip/tl-{timeline:0{TIMELINE_DIGITS}d}")
 
 
 def lease_key(prefix: str) -> str:
