@@ -1,7 +1,7 @@
 """The shipper: uploads archived segments to an object store, off the commit path.
 
-Owns the ``lsnwal-ship`` thread, the connection made when a WAL opens with
-``archive_url`` (``connect``), and the shipping counters. Rules:
+Owns the ``lsnwal-ship`` thread and the shipping counters (connecting and
+checking the store when a WAL opens is ``lsnwal.store.connect``). Rules:
 
 * Only sealed segments that the archiver has made durable in ``archive/`` are
   shipped, oldest first, each **once** with a create-only put
@@ -37,21 +37,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import format as fmt
 from .config import WalConfig
 from .names import segment_name
 from .store import retention as store_retention
-from .store.base import (
-    ObjectStore,
-    StoreConflictError,
-    StoreError,
-    StoreTransientError,
-    crc32c,
-)
-from .store.check import require_capabilities
+from .store.base import StoreConflictError, StoreError, StoreTransientError, crc32c
+from .store.connect import ShipTarget, connect, object_metadata
 from .store.retention import StoreCandidate
-from .store.timeline import Lease, ShipState, resolve_timeline, save_state
-from .store.url import open_store, parse_url, segment_key, timeline_dir, tip_key
+from .store.url import segment_key, timeline_dir, tip_key
+
+__all__ = ["ShipTarget", "Shipper", "connect", "object_metadata"]
 
 log = logging.getLogger("lsnwal")
 
@@ -59,52 +53,6 @@ RETRY_FIRST_S = 0.1
 STORE_RETENTION_INTERVAL_S = 60.0  # store retention runs when idle, at most this often
 LEASE_CHECK_S = 1.0  # fencing: the lease is re-read before an upload at most this often
 SHIPPED_NAME = "SHIPPED"  # hint: first LSN of the newest segment the store acknowledged
-META_MARKS_MAX = 1500  # bytes of mark metadata kept in an object (S3 allows 2 KiB in all)
-
-
-@dataclass
-class ShipTarget:
-    """A checked store connection: the store, where to write, as whom."""
-
-    store: ObjectStore
-    prefix: str
-    url: str  # redacted, no query: s3://bucket/prefix
-    state: ShipState
-    lease: Lease
-    wal_root: str
-
-    def close(self) -> None:
-        """Release the lease and the connections."""
-        self.lease.release()
-        self.store.close()
-
-
-def connect(config: WalConfig, wal_root: str) -> ShipTarget:
-    """Open, check and lease the store named by ``config.archive_url`` (raise ``StoreError``).
-
-    A malformed URL, an unknown bucket, wrong credentials, a store that fails the
-    capability check or a prefix leased by another writer all raise here, before
-    anything is shipped.
-    """
-    assert config.archive_url is not None
-    url = parse_url(config.archive_url)
-    store = open_store(url, config.archive_store)
-    try:
-        check_bucket = getattr(store, "check_bucket", None)
-        if check_bucket is not None:
-            check_bucket()
-        require_capabilities(store, url.prefix)
-        state = resolve_timeline(store, url.prefix, str(url), wal_root)
-        lease = Lease(store, url.prefix, state)
-        lease.acquire(config.archive_takeover)
-        save_state(wal_root, str(url), state)
-    except StoreError:
-        store.close()
-        raise
-    except Exception as exc:  # a bug or an unexpected SDK error: still one clear WalError
-        store.close()
-        raise StoreError(f"cannot use {store.location}: {type(exc).__name__}") from None
-    return ShipTarget(store, url.prefix, str(url), state, lease, wal_root)
 
 
 @dataclass
@@ -116,29 +64,6 @@ class _Item:
     queued_at: float
     verify: bool = False  # listed in the store but never acknowledged to us: compare only
     prev: str | None = None  # name of the segment before it (lets a reader seek without LIST)
-
-
-def object_metadata(data: bytes, timeline: int, prev: str | None = None) -> dict[str, str]:
-    """The metadata of a segment object, from the seal inside ``data`` (ASCII only)."""
-    meta = {"lsnwal-timeline": str(timeline)}
-    if prev is not None:
-        meta["lsnwal-prev-name"] = prev
-    off = fmt.decode_trailer(data[-fmt.TRAILER_SIZE:])
-    seal = fmt.decode_seal_at(memoryview(data)[off:], off) if off is not None and \
-        fmt.HEADER_SIZE <= off < len(data) else None
-    if seal is None:
-        return meta
-    hdr = fmt.decode_segment_header(data[: fmt.HEADER_SIZE])
-    meta.update({
-        "lsnwal-first-lsn": str(hdr.first_lsn), "lsnwal-last-lsn": str(seal.last_lsn),
-        "lsnwal-first-ts": repr(seal.first_ts), "lsnwal-last-ts": repr(seal.last_ts),
-        "lsnwal-checkpoint-lsn": str(seal.checkpoint_lsn), "lsnwal-records": str(seal.record_count),
-        "lsnwal-marks": str(len(seal.marks)),
-    })
-    names = ",".join(f"{lsn}:{name.encode().hex()}" for name, lsn, _ts in seal.marks)
-    if len(names) <= META_MARKS_MAX:
-        meta["lsnwal-mark-names"] = names  # hex keeps any UTF-8 name ASCII-safe
-    return meta
 
 
 class Shipper:
