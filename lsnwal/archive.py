@@ -47,6 +47,7 @@ from .writer import SealedSegment
 
 if TYPE_CHECKING:
     from .ship import Shipper
+    from .store.connect import ShipTarget
 
 log = logging.getLogger("lsnwal")
 
@@ -90,6 +91,7 @@ class Archiver:
         *,
         checkpoint_lsn: int,
         failpoint: FailpointHook | None = None,
+        ship_target: ShipTarget | None = None,
     ) -> None:
         self._fs = fs
         self._backend = backend
@@ -122,8 +124,15 @@ class Archiver:
         self.shipper: Shipper | None = None
         if config.archive_url is not None:
             from .ship import Shipper, connect
+            from .store.timeline import save_state
 
-            target = connect(config, paths.root)
+            # Connected already by the caller (before anything was created), or here.
+            target = ship_target if ship_target is not None else connect(config, paths.root)
+            try:
+                save_state(target.wal_root, target.url, target.state)
+            except BaseException:
+                target.close()
+                raise
             self.shipper = Shipper(
                 target, config,
                 [(s.path, s.first_lsn, s.last_lsn, s.size_bytes) for s in self.segments],

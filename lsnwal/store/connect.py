@@ -15,7 +15,7 @@ from .. import format as fmt
 from ..config import WalConfig
 from .base import ObjectStore, StoreError
 from .check import require_capabilities
-from .timeline import Lease, ShipState, resolve_timeline, save_state
+from .timeline import Lease, ShipState, resolve_timeline
 from .url import open_store, parse_url
 
 META_MARKS_MAX = 1500  # bytes of mark metadata kept in an object (S3 allows 2 KiB in all)
@@ -43,7 +43,8 @@ def connect(config: WalConfig, wal_root: str) -> ShipTarget:
 
     A malformed URL, an unknown bucket, wrong credentials, a store that fails the
     capability check or a prefix leased by another writer all raise here, before
-    anything is shipped.
+    anything is shipped. Nothing is written locally (``wal_root`` may not exist
+    yet): the archiver saves the ``SHIPPING`` state once the WAL directory is open.
     """
     assert config.archive_url is not None
     url = parse_url(config.archive_url)
@@ -56,7 +57,6 @@ def connect(config: WalConfig, wal_root: str) -> ShipTarget:
         state = resolve_timeline(store, url.prefix, str(url), wal_root)
         lease = Lease(store, url.prefix, state)
         lease.acquire(config.archive_takeover)
-        save_state(wal_root, str(url), state)
     except StoreError:
         store.close()
         raise
