@@ -121,7 +121,11 @@ class WalConfig:
             from .store.base import StoreConfigError
             from .store.url import parse_url
 
-            if parse_url(self.archive_url).timeline is not None:
+            try:
+                url = parse_url(self.archive_url)
+            except StoreConfigError as exc:
+                raise StoreConfigError(f"archive_url: {exc}") from None
+            if url.timeline is not None:
                 raise StoreConfigError("archive_url takes no timeline option (shipping picks it)")
         elif self.archive_store is not None:
             raise ValueError("archive_store needs archive_url (which bucket and prefix)")
