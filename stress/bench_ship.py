@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -86,11 +87,14 @@ def build_store(root: Path, server: Server, segments: int) -> tuple[str, int, in
                            archive_store=server.client())
     with lsnwal.open(root / f"store{segments}", cfg) as wal:
         rng = random.Random(segments)
-        for _ in range(segments):
-            for _ in range(30):
-                wal.append(rng.randbytes(200))
-            wal.sync_async()
-        wal.sync_async().wait()
+        archive = root / f"store{segments}" / "archive"
+        while (have := len(os.listdir(archive))) < segments:
+            for _ in range(min(64, segments - have)):
+                for _ in range(30):
+                    wal.append(rng.randbytes(200))
+                wal.sync_async()
+            wal.sync_async().wait()
+            wal.wait_archived(600)
         wal.wait_archived(600)
         wal._archiver.wait_shipped(600)
         return url, wal.last_lsn, wal._archiver.shipping_stats()["ship_objects"]
