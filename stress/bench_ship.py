@@ -51,7 +51,8 @@ def write_records(wal: lsnwal.AsyncWalWriter, total_bytes: int, size: int, seed:
         n += 1
         if n % 64 == 0:
             wal.sync_async()
-    wal.sync_async().wait()
+    wal.rotate()
+    wal.sync()
     return n
 
 
@@ -93,8 +94,8 @@ def build_store(root: Path, server: Server, segments: int) -> tuple[str, int, in
             for _ in range(min(64, segments - have)):
                 for _ in range(30):
                     wal.append(rng.randbytes(200))
-                wal.sync_async()
-            wal.sync_async().wait()
+                wal.rotate()
+            wal.sync()
             wal.wait_archived(600)
         wal.wait_archived(600)
         wal._archiver.wait_shipped(600)

@@ -47,7 +47,8 @@ def write(wal: lsnwal.AsyncWalWriter, n: int, seed: int = 1) -> None:
     rng = random.Random(seed)
     for _ in range(n):
         wal.append(rng.randbytes(rng.randint(40, 400)))
-    wal.sync_async().wait()
+    wal.rotate()  # seal the active segment: it archives and ships
+    wal.sync()
 
 
 def records(path: str, store: Any = None) -> list[tuple[int, int, float, bytes]]:

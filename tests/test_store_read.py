@@ -42,7 +42,8 @@ def ship_wal(path: Path, url: str, store: Any, n: int, seg: int = 4096,
                 wal.mark(f"m{i}")
             if i % 150 == 0:
                 wal.checkpoint(wal.last_lsn, payload=b"cp")
-        wal.sync_async().wait()  # seal the tail: it ships too
+        wal.rotate()  # seal the tail: it ships too
+        wal.sync()
         wal.wait_archived(30)
         assert wal._archiver.wait_shipped(60)
 

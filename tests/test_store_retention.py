@@ -33,7 +33,8 @@ def shipped_wal(tmp_path: Path) -> tuple[str, LocalStore, Path]:
             for _ in range(45):
                 wal.append(rng.randbytes(rng.randint(30, 200)))
             wal.mark(f"m{i}")
-        wal.sync_async().wait()
+        wal.rotate()  # seal the active segment: it archives and ships
+        wal.sync()
         wal.wait_archived(30)
         assert wal._archiver.wait_shipped(30)
     return url, LocalStore(str(base)), tmp_path / "w"
@@ -94,7 +95,8 @@ def test_retention_deletes_the_oldest_and_the_rest_replays(tmp_path: Path) -> No
     cfg = lsnwal.WalConfig(segment_max_bytes=4096, archive_url=url, store_max_segments=4)
     with lsnwal.open(wal_dir, cfg) as wal:
         wal.checkpoint(wal.last_lsn)
-        wal.sync_async().wait()
+        wal.rotate()  # seal the active segment: it archives and ships
+        wal.sync()
         wal.wait_archived(30)
         assert wal._archiver.wait_shipped(30)
         gone = wal._archiver.shipper.apply_retention()  # type: ignore[union-attr]
