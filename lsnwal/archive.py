@@ -124,20 +124,29 @@ class Archiver:
         self.shipper: Shipper | None = None
         if config.archive_url is not None:
             from .ship import Shipper, connect
+            from .store.base import StoreTransientError
             from .store.timeline import save_state
 
-            # Connected already by the caller (before anything was created), or here.
-            target = ship_target if ship_target is not None else connect(config, paths.root)
-            try:
-                save_state(target.wal_root, target.url, target.state)
-            except BaseException:
-                target.close()
-                raise
+            # Connected already by the caller (before anything was created), or here. A
+            # store that does not answer now is connected to later by the shipper.
+            target = ship_target
+            if target is None:
+                try:
+                    target = connect(config, paths.root)
+                except StoreTransientError as exc:
+                    log.warning("lsnwal: %s; shipping starts when the store answers", exc)
+            if target is not None:
+                try:
+                    save_state(target.wal_root, target.url, target.state)
+                except BaseException:
+                    target.close()
+                    raise
             self.shipper = Shipper(
                 target, config,
                 [(s.path, s.first_lsn, s.last_lsn, s.size_bytes) for s in self.segments],
                 self._kick,
                 lambda: self.durable_checkpoint,
+                lambda: connect(config, paths.root),
             )
         self._thread = threading.Thread(target=self._run, name="lsnwal-archive", daemon=True)
         self._thread.start()

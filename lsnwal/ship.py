@@ -12,6 +12,9 @@ checking the store when a WAL opens is ``lsnwal.store.connect``). Rules:
   after a crash or a lost answer). Different stops shipping with
   ``StoreConflictError`` and the ``ship_conflict`` flag — never an overwrite
   (invariant 12). The local segment stays.
+* A store unreachable when the WAL opens does not stop the open: this thread
+  connects later (capability check and lease included), with back-off; a
+  store that then fails the check or is leased stops shipping visibly.
 * Transient errors (connection refused, timeouts, 5xx, throttling) are retried
   with exponential back-off (0.1 s doubling to ``archive_ship_retry_max_s``)
   for as long as it takes; nothing is lost and commits never wait, because the
@@ -43,6 +46,7 @@ from .store import retention as store_retention
 from .store.base import StoreConflictError, StoreError, StoreTransientError, crc32c
 from .store.connect import ShipTarget, connect, object_metadata
 from .store.retention import StoreCandidate
+from .store.timeline import save_state
 from .store.url import segment_key, timeline_dir, tip_key
 
 __all__ = ["ShipTarget", "Shipper", "connect", "object_metadata"]
@@ -71,13 +75,17 @@ class Shipper:
 
     def __init__(
         self,
-        target: ShipTarget,
+        target: ShipTarget | None,
         config: WalConfig,
         existing: Iterable[tuple[str, int, int | None, int]],
         on_progress: Callable[[], None],
         checkpoint: Callable[[], int] = lambda: 0,
+        reconnect: Callable[[], ShipTarget] | None = None,
     ) -> None:
-        self.target = target
+        # ``target`` is None when the store was unreachable at open: the thread then
+        # connects (capability check and lease included) with back-off before shipping.
+        self._target = target
+        self._reconnect = reconnect
         self._checkpoint = checkpoint
         self._retention_at = 0.0
         self.store_pruned = 0
@@ -124,10 +132,32 @@ class Shipper:
         with self._cv:
             return first_lsn in self._shipped
 
+    @property
+    def target(self) -> ShipTarget:
+        """The checked store connection (only used once connected)."""
+        assert self._target is not None
+        return self._target
+
     # ------------------------------------------------------------------ thread
+
+    def _connect(self) -> None:
+        """Connect to a store that was unreachable at open (retried until it answers)."""
+        assert self._reconnect is not None
+        reconnect = self._reconnect
+        target = self._with_retry(reconnect)
+        try:
+            save_state(target.wal_root, target.url, target.state)
+        except OSError as exc:
+            target.close()
+            raise StoreError(f"cannot record the shipping state: {exc}") from None
+        self._target = target
+        log.info("lsnwal: connected to %s (timeline %d)", target.store.location,
+                 target.state.timeline)
 
     def _run(self) -> None:
         try:
+            if self._target is None:
+                self._connect()
             self._reconcile()
         except StoreTransientError:
             return  # closing while the store is unreachable: next open reconciles again
@@ -197,8 +227,9 @@ class Shipper:
         self.error = exc
         self.last_error = str(exc)
         self.conflict = self.conflict or isinstance(exc, StoreConflictError)
+        where = self._target.store.location if self._target is not None else "the store"
         log.error("lsnwal: shipping to %s stopped: %s (segments stay in the local archive; "
-                  "commits go on)", self.target.store.location, exc)
+                  "commits go on)", where, exc)
         with self._cv:
             self._cv.notify_all()
 
@@ -313,9 +344,9 @@ class Shipper:
 
     def apply_retention(self) -> list[StoreCandidate]:
         """Apply store retention now (a no-op without ``store_max_*``); return what went."""
-        t = self.target
         if not self._reconciled:
             return []
+        t = self.target
         gone = store_retention.apply(t.store, t.prefix, t.state.timeline, self._config,
                                      min(self._checkpoint(), self.shipped_lsn))
         self.store_pruned += len(gone)
@@ -327,9 +358,9 @@ class Shipper:
         """The shipping counters, as the ``ship_*`` fields of ``WalStats``."""
         now = time.time()
         with self._cv:
-            pending = list(self._queue) if self._reconciled else list(self._initial)
+            pending = list(self._queue) + ([] if self._reconciled else list(self._initial))
         return {
-            "ship_timeline": self.target.state.timeline,
+            "ship_timeline": 0 if self._target is None else self._target.state.timeline,
             "ship_lag_lsns": sum(i.last_lsn - i.first_lsn + 1 for i in pending),
             "ship_lag_bytes": sum(i.size for i in pending),
             "ship_lag_s": max((now - i.queued_at for i in pending), default=0.0),
@@ -356,5 +387,5 @@ class Shipper:
             self._stopping = True
             self._cv.notify_all()
         self._thread.join(self._config.archive_ship_close_timeout_s)
-        if not self._thread.is_alive():
-            self.target.close()
+        if not self._thread.is_alive() and self._target is not None:
+            self._target.close()

@@ -232,18 +232,29 @@ def test_a_conflicting_object_stops_shipping_and_is_kept(
 
 
 def test_server_down_then_up_loses_nothing(tmp_path: Path) -> None:
-    """The store stops mid-run: commits go on, shipping retries, and catches up after restart."""
+    """The store is down at open and again mid-run: commits go on, shipping catches up."""
     server = Server("weed", str(tmp_path / "sw" / "data"))
-    server.start()
+    server.start()  # creates the bucket on disk; a fresh server answers 404 until it has
+    server.stop()  # down when the WAL opens
     url = server.url()
     try:
         with lsnwal.open(tmp_path / "w", cfg(url, server.client())) as wal:
-            write(wal, 60)
-            assert wait_shipped(wal)
+            write(wal, 60)  # the open succeeded and commits go on without the store
+            assert wal.synced_lsn == wal.last_lsn
+            wal.wait_archived(30)
+            wait_until(lambda: ship_stats(wal)["ship_retries"] > 0)
+            st = ship_stats(wal)
+            assert st["ship_timeline"] == 0 and st["ship_lag_lsns"] > 0
+            assert not st["ship_stopped"]
+            server.start()  # it connects (check, lease) and ships what waited
+            assert wait_shipped(wal, 120)
+            assert ship_stats(wal)["ship_timeline"] == 1
             server.stop()
             write(wal, 150, seed=2)  # nothing blocks: the store is not on the commit path
             assert wal.synced_lsn == wal.last_lsn
-            wait_until(lambda: ship_stats(wal)["ship_retries"] > 0)
+            wal.wait_archived(30)
+            retries = ship_stats(wal)["ship_retries"]
+            wait_until(lambda: ship_stats(wal)["ship_retries"] > retries)
             assert ship_stats(wal)["ship_lag_lsns"] > 0
             server.start()
             assert wait_shipped(wal, 120)
