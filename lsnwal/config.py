@@ -71,6 +71,26 @@ class WalConfig:
             buffers appends in user space until that many bytes accumulate (and
             at every sync, rotation and close): faster bulk loads, but a process
             crash loses the buffered records that were not synced.
+        archive_url: Ship archived segments to this object store (default None):
+            ``s3://bucket/prefix`` (options ``?endpoint=...&region=...``) or
+            ``file:///dir``. See "Object storage" in the operations guide.
+        archive_store: A boto3 S3 client, or an ``lsnwal.store.ObjectStore``, to
+            use instead of one built from the AWS environment (default None;
+            needs ``archive_url``; never printed: it may hold credentials).
+        archive_takeover: Take the store's shipping lease over from another
+            writer, after a failover (default False).
+        archive_ship_retry_max_s: Longest back-off between two attempts to ship
+            a segment while the store fails (default 30.0).
+        archive_ship_close_timeout_s: How long ``close()`` keeps shipping what
+            is queued; the rest ships at the next open (default 10.0).
+        store_max_segments: Store retention: delete the oldest checkpointed
+            segment objects beyond this count (default None: no limit).
+        store_max_bytes: Store retention: delete the oldest checkpointed segment
+            objects while the store holds more than this (default None).
+        store_max_age_s: Store retention: delete checkpointed segment objects
+            whose newest record is older than this (default None).
+        store_pinned_marks: Marks whose segment, and everything after it, store
+            retention keeps (default ``()``).
     """
 
     #: The active segment rotates before a record would take it past this size.
