@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import uuid
@@ -107,6 +106,8 @@ class LocalStore:
 
     def put_if_match(self, key: str, data: bytes, etag: str | None) -> str:
         """Compare-and-swap ``key`` under the store's LOCK file."""
+        import fcntl  # POSIX only; imported here so that lsnwal imports everywhere
+
         path = self._path(key)
         os.makedirs(os.path.join(self.base, META_DIR), exist_ok=True)
         lock = os.open(os.path.join(self.base, META_DIR, "LOCK"), os.O_RDWR | os.O_CREAT, 0o644)
