@@ -369,7 +369,7 @@ class SegmentSyncManager:
                 if batch is None:
                     with lock:
                         if self.failure is not None or not self._queue:
-                            self._leader = False
+                            self._step_down_locked()
                             return
                         batch = list(self._queue)
                         self._queue.clear()
@@ -378,14 +378,12 @@ class SegmentSyncManager:
                 batch = None
                 if own_target is not None and self.synced_lsn >= own_target:
                     with lock:
-                        self._leader = False
-                        if self._queue:
-                            self._hand_over_locked()
+                        self._step_down_locked()
                     return
         except BaseException as exc:  # fail-stop: never retry, never die silently
             self.fail(exc, "fsync")
             with lock:
-                self._leader = False
+                self._step_down_locked()
                 batch, self._inflight = self._inflight, []
             for u in batch:
                 if u.seg is not None:
@@ -394,6 +392,15 @@ class SegmentSyncManager:
         finally:
             if self._due:
                 self._run_due()
+
+    def _step_down_locked(self) -> None:
+        """Stop leading. Units that arrived meanwhile get a new leader; a stopping
+        background thread that slept while we led is woken to see the queue empty."""
+        self._leader = False
+        if self._queue:
+            self._hand_over_locked()
+        elif self._stopping:
+            self.cv.notify()
 
     def _hand_over_locked(self) -> None:
         """Units arrived during our round: wake a blocked committer to lead, else the thread."""
