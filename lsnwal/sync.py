@@ -148,6 +148,8 @@ class SegmentSyncManager:
                 self.counters.commits += 1
                 return h
             h._unit = self._cover_locked(fd, target)
+            # FIFO of handles in target order: every producer holds the writer lock
+            assert not self._handles or self._handles[-1].target_lsn <= target
             self._handles.append(h)
             if wake_thread and not self._leader:
                 self.cv.notify()
@@ -172,6 +174,8 @@ class SegmentSyncManager:
             if self._leader or self._gathering_locked():
                 h = SyncHandle(self, target)
                 h._unit = unit
+                # FIFO of handles in target order: every producer holds the writer lock
+                assert not self._handles or self._handles[-1].target_lsn <= target
                 self._handles.append(h)
                 return h
             self._leader = True
@@ -530,9 +534,13 @@ class SegmentSyncManager:
 
     def _fail_all_locked(self, err: WalError) -> None:
         loops: _Loops = {}
+        units = {id(u): u for u in (*self._inflight, *self._queue)}
         while self._handles:
-            self._finish(self._handles.popleft(), err)
-        for u in (*self._inflight, *self._queue):
+            h = self._handles.popleft()
+            if h._unit is not None:
+                units[id(h._unit)] = h._unit
+            self._finish(h, err)
+        for u in units.values():
             if u.futs:
                 for loop, fut in u.futs.items():
                     loops.setdefault(loop, []).append(fut)
