@@ -1,0 +1,203 @@
+"""Group commit for every kind of committer, honest acknowledgements, and no file per commit.
+
+Owns two families:
+
+* **Group commit, honestly.** 16 threads committing with ``sync()``, with
+  ``sync_async().wait()``, 200 asyncio tasks awaiting handles, and all of them
+  at once, on a slow fsync, with one big segment and with 4 KiB segments that
+  rotate under the committers. ``stats().commits_per_fsync`` must show sharing,
+  and a recording backend proves every acknowledgement (and every reading of
+  ``synced_lsn``) was covered by fsyncs that had returned before it, over a
+  contiguous LSN prefix, byte for byte (invariants 2 and 3).
+* **A commit never costs a file.** 10,000 lone commits of each kind leave one
+  segment file at the default size, and with small segments exactly the files
+  that size rotation needs: every segment but the last was full.
+
+Rules: no timing assertions; every thread runs under a guard join that fails
+(never skips) if something hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from _commit_helpers import (
+    Monitor,
+    NullBackend,
+    Recorder,
+    RecordingBackend,
+    RecordingFs,
+    check_honest,
+    data_records,
+    payload,
+    run_threads,
+    stress_enabled,
+)
+
+import lsnwal
+from lsnwal.testing import SlowSyncBackend
+
+THREADS = 16
+PER_THREAD = 12
+TASKS = 200
+LONE_COMMITS = 10_000
+SEGMENT_SIZES = {"one-segment": 64 * 1024 * 1024, "4KiB": 4096}
+
+
+def _open(wal_dir: Path, seg: int, rec: Recorder) -> lsnwal.AsyncWalWriter:
+    backend = RecordingBackend(rec, SlowSyncBackend(delay_s=0.004))
+    return lsnwal.open(wal_dir, lsnwal.WalConfig(segment_max_bytes=seg),
+                       sync_backend=backend, fs=RecordingFs(rec, backend))
+
+
+def _thread_committer(wal: lsnwal.AsyncWalWriter, rec: Recorder, written: dict[int, bytes],
+                      how: str) -> Callable[[int], None]:
+    mu = threading.Lock()
+
+    def work(t: int) -> None:
+        for i in range(PER_THREAD):
+            p = payload(f"{how}{t}", i)
+            lsn = wal.append(p)
+            with mu:
+                written[lsn] = p
+            if how == "sync" or (how == "mixed" and t % 2 == 0):
+                got = wal.sync()
+                rec.ack(got, "sync()")
+                assert got >= lsn, f"sync() returned {got} below its own record {lsn}"
+            else:
+                h = wal.sync_async()
+                assert h.target_lsn >= lsn
+                assert h.wait(60), "handle.wait() timed out"
+                rec.ack(h.target_lsn, "handle.wait()")
+
+    return work
+
+
+def _asyncio_committers(wal: lsnwal.AsyncWalWriter, rec: Recorder, written: dict[int, bytes],
+                        tasks: int) -> None:
+    async def one(k: int) -> None:
+        for i in range(2):
+            p = payload(f"task{k}", i)
+            lsn = wal.append(p)
+            written[lsn] = p
+            h = wal.sync_async()
+            got = await asyncio.wait_for(h, 60)
+            assert got >= lsn
+            rec.ack(got, "await handle")
+
+    async def main() -> None:
+        await asyncio.gather(*(one(k) for k in range(tasks)))
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("seg", list(SEGMENT_SIZES), ids=list(SEGMENT_SIZES))
+@pytest.mark.parametrize("how", ["sync", "wait", "await", "mixed"])
+def test_group_commit_is_shared_and_every_ack_is_honest(wal_dir: Path, how: str, seg: str) -> None:
+    """Concurrent committers of one kind (or all kinds) share fsyncs and are never told early."""
+    rec = Recorder()
+    wal = _open(wal_dir, SEGMENT_SIZES[seg], rec)
+    written: dict[int, bytes] = {}
+    try:
+        with Monitor(wal, rec):
+            if how == "await":
+                _asyncio_committers(wal, rec, written, TASKS)
+            elif how == "mixed":
+                loop_thread = threading.Thread(
+                    target=_asyncio_committers, args=(wal, rec, written, TASKS // 2),
+                    name="test-asyncio",
+                )
+                loop_thread.start()
+                run_threads(THREADS, _thread_committer(wal, rec, written, how))
+                loop_thread.join(60)
+                assert not loop_thread.is_alive(), "asyncio committers are stuck"
+            else:
+                run_threads(THREADS, _thread_committer(wal, rec, written, how))
+        stats = wal.stats()
+    finally:
+        wal.close()
+    commits = len([a for a in rec.acks if a.what != "synced_lsn"])
+    assert commits == len(written)
+    assert stats.commits_per_fsync > 1.0, f"no group commit: {stats}"
+    file_fsyncs = len([f for f in rec.file_syncs if f.ok])
+    assert file_fsyncs < commits, f"{file_fsyncs} fsyncs for {commits} commits: none shared"
+    assert check_honest(rec, written) > commits
+    assert data_records(wal_dir) == written
+
+
+# --------------------------------------------------------------------------- no file per commit
+
+
+def _segment_files(wal_dir: Path) -> list[Path]:
+    """Segment files in pending/, archive/ and the active place (spares are not segments)."""
+    return sorted(p for p in wal_dir.rglob("*.wal") if p.is_file())
+
+
+def _lone_commits(wal: lsnwal.AsyncWalWriter, how: str, n: int, size: int) -> dict[int, bytes]:
+    written: dict[int, bytes] = {}
+    for i in range(n):
+        p = payload(how, i, size)
+        lsn = wal.append(p)
+        written[lsn] = p
+        if how == "sync":
+            assert wal.sync() >= lsn
+        else:
+            h = wal.sync_async()
+            assert h.wait(60) and h.target_lsn >= lsn
+    return written
+
+
+@pytest.mark.parametrize("how", ["sync", "wait"])
+def test_lone_commits_at_the_default_size_leave_one_segment_file(wal_dir: Path, how: str) -> None:
+    """10,000 lone commits with the default config create no segment file beyond the active."""
+    fs = RecordingFs()
+    with lsnwal.open(wal_dir, sync_backend=NullBackend(), fs=fs) as wal:
+        before = fs.counts.get("create", 0)
+        written = _lone_commits(wal, how, LONE_COMMITS, 100)
+        created = fs.counts.get("create", 0) - before
+        assert wal.stats().rotations == 0
+    files = _segment_files(wal_dir)
+    assert len(files) == 1, f"{LONE_COMMITS} commits left {len(files)} segment files: {files}"
+    assert created <= 2, f"{created} files were created during {LONE_COMMITS} lone commits"
+    assert data_records(wal_dir) == written
+
+
+def _assert_rotated_only_when_full(wal_dir: Path, cfg: lsnwal.WalConfig) -> int:
+    """Every segment but the newest was full: the next record would not have fitted."""
+    segs = lsnwal.collect_all_segments(wal_dir, cfg)
+    records = {r.lsn: r for r in lsnwal.replay(wal_dir, config=cfg)}
+    for seg, nxt in itertools.pairwise(segs):
+        assert seg.size_bytes <= cfg.segment_max_bytes, seg
+        held = sum(28 + len(records[lsn].payload) for lsn in range(seg.first_lsn,
+                                                                    seg.last_lsn + 1))
+        following = 28 + len(records[nxt.first_lsn].payload)
+        # 48 header bytes + a seal of at most 256 bytes: had the next record fitted, the
+        # segment was rotated for something other than size.
+        assert 48 + held + following + 256 > cfg.segment_max_bytes, (
+            f"{seg.path} rotated with {held} bytes of records although the next "
+            f"{following} would have fitted in {cfg.segment_max_bytes}"
+        )
+    return len(segs)
+
+
+@pytest.mark.parametrize("size", [100, 700])
+@pytest.mark.parametrize("how", ["sync", "wait"])
+def test_lone_commits_with_small_segments_follow_the_size_arithmetic(
+    wal_dir: Path, how: str, size: int
+) -> None:
+    """With 4 KiB segments the file count is what size rotation needs, never one per commit."""
+    cfg = lsnwal.WalConfig(segment_max_bytes=4096)
+    n = LONE_COMMITS if stress_enabled() else 2_000
+    with lsnwal.open(wal_dir, cfg, sync_backend=NullBackend()) as wal:
+        written = _lone_commits(wal, how, n, size)
+        rotations = wal.stats().rotations
+    count = _assert_rotated_only_when_full(wal_dir, cfg)
+    assert count == len(_segment_files(wal_dir)) == rotations + 1
+    per_segment = (4096 - 48 - 256) // (28 + size)
+    assert count <= -(-n // per_segment), f"{count} segments for {n} records of {size} bytes"
+    assert data_records(wal_dir, config=cfg) == written
