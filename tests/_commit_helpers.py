@@ -378,8 +378,10 @@ class FailAt:
     """
 
     def __init__(self, inner: SyncBackend | None, what: str, nth: int,
-                 exc: Callable[[], BaseException] | None = None) -> None:
+                 exc: Callable[[], BaseException] | None = None,
+                 fs: RecordingFs | None = None) -> None:
         self.inner: SyncBackend = inner or OsSyncBackend()
+        self.fs = fs  # its ``mutations`` log gets a (inode, "sync", False) mark on failure
         self.what, self.nth = what, nth
         self.exc = exc or (lambda: OSError(errno.EIO, "injected fsync failure"))
         self.calls = 0
@@ -392,9 +394,11 @@ class FailAt:
                 self.calls += 1
                 fail = self.calls >= self.nth
             if fail:
+                ino = os.fstat(fd).st_ino
                 with self._mu:
-                    self.failed.append((kind, os.fstat(fd).st_ino,
-                                        threading.current_thread().name))
+                    self.failed.append((kind, ino, threading.current_thread().name))
+                if self.fs is not None:
+                    self.fs.mutations.append((ino, f"sync_{kind}", False))
                 raise self.exc()
         fn(fd)
 

@@ -20,6 +20,7 @@ Rules: no timing assertions; every thread runs under a guard join that fails
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import threading
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from _commit_helpers import (
+    FailAt,
     Monitor,
     NullBackend,
     Recorder,
@@ -201,3 +203,101 @@ def test_lone_commits_with_small_segments_follow_the_size_arithmetic(
     per_segment = (4096 - 48 - 256) // (28 + size)
     assert count <= -(-n // per_segment), f"{count} segments for {n} records of {size} bytes"
     assert data_records(wal_dir, config=cfg) == written
+
+
+# ----------------------------------------------------------------- fail-stop, whoever fsyncs
+
+
+def _failing_committers(wal: lsnwal.AsyncWalWriter, rec: Recorder, written: dict[int, bytes],
+                        how: str, loose: list[lsnwal.SyncHandle]) -> list[BaseException]:
+    """Commit of one kind on 4 threads (or 40 tasks) until lsnwal refuses; return the refusals."""
+    ends: list[BaseException] = []
+    mu = threading.Lock()
+
+    def step(tag: str, i: int) -> int:
+        p = payload(tag, i)
+        lsn = wal.append(p)
+        with mu:
+            written[lsn] = p
+        return lsn
+
+    def thread_body(t: int) -> None:
+        try:
+            for i in range(10_000):
+                lsn = step(f"f{t}", i)
+                if how == "sync":
+                    rec.ack(wal.sync(), "sync()")
+                    continue
+                h = wal.sync_async()
+                if how == "wait":
+                    assert h.wait(60)
+                    rec.ack(h.target_lsn, "wait()")
+                else:  # "loose": handles nobody waits on (checked after the failure)
+                    assert h.target_lsn >= lsn
+                    loose.append(h)
+        except lsnwal.WalError as exc:
+            ends.append(exc)
+
+    async def task(k: int) -> None:
+        try:
+            for i in range(10_000):
+                step(f"a{k}", i)
+                rec.ack(await asyncio.wait_for(wal.sync_async(), 60), "await")
+        except lsnwal.WalError as exc:
+            ends.append(exc)
+
+    async def tasks() -> None:
+        await asyncio.gather(*(task(k) for k in range(40)))
+
+    if how == "await":
+        asyncio.run(tasks())
+    else:
+        run_threads(4, thread_body)
+    return ends
+
+
+@pytest.mark.parametrize("how", ["sync", "wait", "await", "loose"])
+def test_a_failed_fsync_fail_stops_whoever_runs_it(tmp_path: Path, how: str) -> None:
+    """The k-th file or dir fsync fails under one committer kind: each gets WalSyncError."""
+    roles: set[str] = set()
+    for what in ("file", "dir"):
+        for nth in (1, 2, 3):
+            rec = Recorder()
+            failing = FailAt(SlowSyncBackend(delay_s=0.002), what, 10**9)
+            backend = RecordingBackend(rec, failing)
+            wal_dir = tmp_path / f"{what}{nth}"
+            wal = lsnwal.open(wal_dir, lsnwal.WalConfig(segment_max_bytes=4096),
+                              sync_backend=backend, fs=RecordingFs(rec, backend))
+            failing.nth = failing.calls + nth
+            written: dict[int, bytes] = {}
+            loose: list[lsnwal.SyncHandle] = []
+            ends = _failing_committers(wal, rec, written, how, loose)
+            assert failing.failed, f"{what} fsync {nth} never happened"
+            roles.add(failing.failed[0][2])
+            err = wal.failure
+            assert isinstance(err, lsnwal.WalSyncError) and isinstance(err.cause, OSError)
+            assert ends and all(isinstance(e, lsnwal.WalSyncError) for e in ends), ends
+            frozen = wal.synced_lsn
+            rec.sample(frozen)
+            for call in (wal.sync, wal.sync_async, functools.partial(wal.append, b"late")):
+                with pytest.raises(lsnwal.WalSyncError):
+                    call()
+            assert wal.synced_lsn == frozen, "synced_lsn moved after the failure"
+            for h in loose:
+                assert h.wait(60) if h.target_lsn <= frozen else _raises_sync_error(h)
+            wal.close()  # never raises for the earlier failure
+            check_honest(rec, written)
+            told = max((a.lsn for a in rec.acks), default=0)
+            got = data_records(wal_dir)
+            assert all(got[lsn] == written[lsn] for lsn in range(1, told + 1))
+    if how == "await":
+        assert "MainThread" not in roles, "an awaiting event loop ran a blocking fsync itself"
+
+
+def _raises_sync_error(h: lsnwal.SyncHandle) -> bool:
+    """True if waiting on ``h`` raises ``WalSyncError`` (a handle past the frozen LSN must)."""
+    try:
+        h.wait(60)
+    except lsnwal.WalSyncError:
+        return True
+    return False
