@@ -3,10 +3,9 @@
 Owns ``Recorder`` (one ordered log of events with a global sequence number),
 ``RecordingBackend`` (a ``SyncBackend`` that, before each file fsync, reads which
 complete records the file holds and, once the fsync returned, logs them as
-durable), ``RecordingFs`` (``OsFileSystem`` that logs creates and renames and can
-inject failures into any operation), the two checkers ``check_honest`` and
-``check_rename_order``, and small shared helpers (payloads, descriptor counts,
-a tmpfs mount).
+durable), the two checkers ``check_honest`` and ``check_rename_order``, and small
+shared helpers (payloads, descriptor counts, committer threads, a monitor of
+``synced_lsn``). File-system fault injection lives in ``_fault_fs.py``.
 
 Rules kept here:
 
@@ -24,20 +23,19 @@ Rules kept here:
 
 from __future__ import annotations
 
-import errno
 import itertools
 import os
 import struct
-import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import crc32c
 
 import lsnwal
-from lsnwal.fs import OsFileSystem, OsSyncBackend, SyncBackend
+from lsnwal.fs import OsSyncBackend, SyncBackend
 
 _SEG_HEADER = struct.Struct("<8sHHIQdQII")  # magic .. first_lsn .. crc (48 bytes)
 _REC_HEADER = struct.Struct("<IIQdBBH")  # crc, length, lsn, ts, kind, flags, reserved
@@ -63,29 +61,23 @@ def open_fds() -> set[int]:
     return {int(n) for n in os.listdir("/proc/self/fd")}
 
 
-def fd_path(fd: int) -> str:
-    """The path a descriptor refers to (as the kernel knows it now)."""
-    return os.readlink(f"/proc/self/fd/{fd}")
-
-
 # --------------------------------------------------------------------------- the recorder
 
 
-@dataclass(frozen=True)
-class FileSync:
-    """A file fsync that returned: which records of which segment it made durable."""
+class FileSync(NamedTuple):
+    """A file fsync: when it started/ended, and the DATA records (LSN -> payload) read
+    complete before it started (``first_lsn`` None: the file is not a segment)."""
 
     start: int
     end: int
     ino: int
-    first_lsn: int | None  # None: the file is not a segment (e.g. a watermark)
-    covered: dict[int, bytes]  # LSN -> payload of every complete DATA record read before
+    first_lsn: int | None
+    covered: dict[int, bytes]
     ok: bool
 
 
-@dataclass(frozen=True)
-class DirSync:
-    """A directory fsync: its path and when it started and returned."""
+class DirSync(NamedTuple):
+    """A directory fsync: its real path and when it started and ended."""
 
     start: int
     end: int
@@ -93,8 +85,7 @@ class DirSync:
     ok: bool
 
 
-@dataclass(frozen=True)
-class NsEvent:
+class NsEvent(NamedTuple):
     """A create or rename that returned at ``seq`` (directories as real paths)."""
 
     seq: int
@@ -105,20 +96,12 @@ class NsEvent:
     desc: str
 
 
-@dataclass(frozen=True)
-class Ack:
-    """A caller was told that every LSN up to ``lsn`` is durable (logged after it returned)."""
+class Ack(NamedTuple):
+    """A caller was told every LSN up to ``lsn`` is durable (logged after it returned)."""
 
     seq: int
     lsn: int
     what: str
-
-
-@dataclass
-class _ScanState:
-    header: bytes
-    first_lsn: int
-    pos: int
 
 
 @dataclass
@@ -132,7 +115,7 @@ class Recorder:
     samples: list[tuple[int, int]] = field(default_factory=list)  # monitor: (seq, synced)
     _seq: int = 0
     _mu: threading.Lock = field(default_factory=threading.Lock)
-    _scans: dict[tuple[int, int], _ScanState] = field(default_factory=dict)
+    _scans: dict[tuple[int, int], tuple[bytes, int]] = field(default_factory=dict)
 
     def tick(self) -> int:
         """The next sequence number."""
@@ -180,8 +163,8 @@ class Recorder:
                 return key, head, None, {}, 0
             first = int(_SEG_HEADER.unpack(head)[4])
             with self._mu:
-                state = self._scans.get(key)
-            pos = state.pos if state is not None and state.header == head else len(head)
+                seen_head, seen_pos = self._scans.get(key, (b"", 0))
+            pos = seen_pos if seen_head == head else len(head)
             found: dict[int, bytes] = {}
             while True:
                 rh = os.pread(rfd, _REC_HEADER.size, pos)
@@ -202,14 +185,11 @@ class Recorder:
         finally:
             os.close(rfd)
 
-    def commit_scan(self, key: tuple[int, int], head: bytes, first: int, pos: int) -> None:
+    def commit_scan(self, key: tuple[int, int], head: bytes, pos: int) -> None:
         """Remember how far a file is durable (called only after its fsync succeeded)."""
         with self._mu:
-            state = self._scans.get(key)
-            if state is None or state.header != head:
-                self._scans[key] = _ScanState(head, first, pos)
-            else:
-                state.pos = max(state.pos, pos)
+            seen_head, seen_pos = self._scans.get(key, (b"", 0))
+            self._scans[key] = (head, max(pos, seen_pos) if seen_head == head else pos)
 
 
 class RecordingBackend:
@@ -229,7 +209,7 @@ class RecordingBackend:
             self.inner.sync_file(fd)
             ok = True
             if first is not None:
-                rec.commit_scan(key, head, first, pos)
+                rec.commit_scan(key, head, pos)
         finally:
             end = rec.tick()
             with rec._mu:
@@ -238,7 +218,7 @@ class RecordingBackend:
     def sync_dir(self, fd: int) -> None:
         """Fsync a directory through the inner backend and log when it started and ended."""
         rec = self.rec
-        path = os.path.realpath(fd_path(fd))
+        path = os.path.realpath(os.readlink(f"/proc/self/fd/{fd}"))
         start = rec.tick()
         ok = False
         try:
@@ -248,177 +228,6 @@ class RecordingBackend:
             end = rec.tick()
             with rec._mu:
                 rec.dir_syncs.append(DirSync(start, end, path, ok))
-
-
-# --------------------------------------------------------------------------- fault injection
-
-
-class Injected(OSError):
-    """An ``OSError`` raised by ``RecordingFs`` or ``FailAt`` on purpose."""
-
-
-class RecordingFs(OsFileSystem):
-    """``OsFileSystem`` that logs creates/renames into a ``Recorder`` and can fail on cue.
-
-    ``fail_on(op, nth, mode, err)`` makes the ``nth`` call of ``op`` fail: ``before``
-    (nothing done), ``after`` (done, then the error) or ``partial`` (``write`` and
-    ``pwrite`` only: the first half written, then the error, as a full disk does).
-    ``op`` ``"anywrite"`` counts ``write`` and ``pwrite`` together. Every write,
-    pwrite and truncate is logged in ``mutations`` as (file inode, succeeded).
-    """
-
-    def __init__(self, rec: Recorder | None = None, backend: SyncBackend | None = None) -> None:
-        self.rec = rec
-        self.backend = backend
-        self.counts: dict[str, int] = {}
-        self.mutations: list[tuple[int, str, bool]] = []
-        self.failed: list[tuple[str, int]] = []  # (op, inode or -1)
-        self._plan: dict[str, tuple[int, str, int]] = {}
-        self._mu = threading.Lock()
-
-    def fail_on(self, op: str, nth: int, mode: str = "before", err: int = errno.EIO) -> None:
-        """Fail the ``nth`` call of ``op`` (counted from now) as described in the class doc."""
-        with self._mu:
-            self.counts[op] = 0
-            self._plan[op] = (nth, mode, err)
-
-    def _due(self, op: str) -> tuple[str, int] | None:
-        with self._mu:
-            hit = None
-            for name in (op, "anywrite") if op in ("write", "pwrite") else (op,):
-                self.counts[name] = self.counts.get(name, 0) + 1
-                plan = self._plan.get(name)
-                if plan is not None and self.counts[name] == plan[0]:
-                    hit = (plan[1], plan[2])
-            return hit
-
-    def _raise(self, op: str, err: int, ino: int) -> None:
-        with self._mu:
-            self.failed.append((op, ino))
-        raise Injected(err, f"injected {op} failure ({os.strerror(err)})")
-
-    def _log_mut(self, fd: int, op: str, ok: bool) -> int:
-        ino = os.fstat(fd).st_ino
-        with self._mu:
-            self.mutations.append((ino, op, ok))
-        return ino
-
-    def create(self, path: str) -> int:
-        """Create a file (logged), or fail as planned."""
-        due = self._due("create")
-        if due is not None and due[0] == "before":
-            self._raise("create", due[1], -1)
-        fd = super().create(path)
-        if self.rec is not None:
-            self.rec.ns("create", os.fstat(fd).st_ino, None, path, f"create {path}")
-        if due is not None:
-            os.close(fd)
-            self._raise("create", due[1], -1)
-        return fd
-
-    def rename(self, src: str, dst: str) -> None:
-        """Rename (logged), or fail as planned."""
-        due = self._due("rename")
-        if due is not None and due[0] == "before":
-            self._raise("rename", due[1], -1)
-        super().rename(src, dst)
-        if self.rec is not None:
-            self.rec.ns("rename", os.stat(dst).st_ino, src, dst, f"rename {src} -> {dst}")
-        if due is not None:
-            self._raise("rename", due[1], os.stat(dst).st_ino)
-
-    def _write_op(self, op: str, fd: int, data: bytes | bytearray | memoryview,
-                  do: Callable[[bytes | bytearray | memoryview], None]) -> None:
-        due = self._due(op)
-        if due is not None:
-            mode, err = due
-            if mode == "partial" and len(data) > 1:
-                with memoryview(data) as mv:
-                    do(mv[: len(mv) // 2])
-            elif mode == "after":
-                do(data)
-            self._raise(op, err, self._log_mut(fd, op, False))
-        do(data)
-        self._log_mut(fd, op, True)
-
-    def write(self, fd: int, data: bytes | bytearray | memoryview) -> None:
-        """Write all of ``data`` (logged), or fail as planned."""
-        self._write_op("write", fd, data, lambda d: OsFileSystem.write(self, fd, d))
-
-    def pwrite(self, fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
-        """Write at ``offset`` (logged), or fail as planned."""
-        self._write_op("pwrite", fd, data, lambda d: OsFileSystem.pwrite(self, fd, d, offset))
-
-    def truncate(self, fd: int, size: int) -> None:
-        """Truncate (logged), or fail as planned."""
-        due = self._due("truncate")
-        if due is not None:
-            self._raise("truncate", due[1], self._log_mut(fd, "truncate", False))
-        super().truncate(fd, size)
-        self._log_mut(fd, "truncate", True)
-
-    def open_write(self, path: str) -> int:
-        """Open for writing, or fail as planned."""
-        due = self._due("open_write")
-        if due is not None:
-            self._raise("open_write", due[1], -1)
-        return super().open_write(path)
-
-    def sync_backend(self) -> SyncBackend:
-        """The backend given at construction (default: the real one)."""
-        return self.backend if self.backend is not None else OsSyncBackend()
-
-
-class FailAt:
-    """A ``SyncBackend`` whose ``nth`` matching sync raises ``exc`` (and every later one).
-
-    ``what`` is ``"file"``, ``"dir"`` or ``"any"``. The inode and thread of the
-    failed call are kept in ``failed`` so that tests can check who hit it and
-    that nothing is written to that file afterwards.
-    """
-
-    def __init__(self, inner: SyncBackend | None, what: str, nth: int,
-                 exc: Callable[[], BaseException] | None = None,
-                 fs: RecordingFs | None = None) -> None:
-        self.inner: SyncBackend = inner or OsSyncBackend()
-        self.fs = fs  # its ``mutations`` log gets a (inode, "sync", False) mark on failure
-        self.what, self.nth = what, nth
-        self.exc = exc or (lambda: OSError(errno.EIO, "injected fsync failure"))
-        self.calls = 0
-        self.failed: list[tuple[str, int, str]] = []  # (kind, inode, thread name)
-        self._mu = threading.Lock()
-
-    def _call(self, kind: str, fd: int, fn: Callable[[int], None]) -> None:
-        if self.what in (kind, "any"):
-            with self._mu:
-                self.calls += 1
-                fail = self.calls >= self.nth
-            if fail:
-                ino = os.fstat(fd).st_ino
-                with self._mu:
-                    self.failed.append((kind, ino, threading.current_thread().name))
-                if self.fs is not None:
-                    self.fs.mutations.append((ino, f"sync_{kind}", False))
-                raise self.exc()
-        fn(fd)
-
-    def sync_file(self, fd: int) -> None:
-        """Sync a file, or fail as planned."""
-        self._call("file", fd, self.inner.sync_file)
-
-    def sync_dir(self, fd: int) -> None:
-        """Sync a directory, or fail as planned."""
-        self._call("dir", fd, self.inner.sync_dir)
-
-
-class NullBackend:
-    """A ``SyncBackend`` that syncs nothing (for tests that count files, not durability)."""
-
-    def sync_file(self, fd: int) -> None:
-        """Do nothing."""
-
-    def sync_dir(self, fd: int) -> None:
-        """Do nothing."""
 
 
 # --------------------------------------------------------------------------- checkers
@@ -550,19 +359,3 @@ def data_records(path: str | Path, **kw: object) -> dict[int, bytes]:
     lsns = [r.lsn for r in recs]
     assert lsns == list(range(lsns[0], lsns[0] + len(lsns))) if lsns else True, "LSN gap"
     return {r.lsn: r.payload for r in recs if r.kind == lsnwal.RecordKind.DATA}
-
-
-def mount_tmpfs(mnt: Path, size: str) -> Iterator[Path]:
-    """Mount a tmpfs of ``size`` on ``mnt`` (root required: fails loudly otherwise)."""
-    mnt.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
-                       capture_output=True, text=True, check=False)
-    assert r.returncode == 0, (
-        f"cannot mount a tmpfs at {mnt} (uid {os.geteuid()}): {r.stderr.strip()}; "
-        "this test needs root, as CI has"
-    )
-    try:
-        yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], check=False).returncode:
-            subprocess.run(["umount", "-l", str(mnt)], check=False)

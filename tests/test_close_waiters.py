@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from _commit_helpers import FailAt, payload, stress_enabled
+from _commit_helpers import payload, stress_enabled
+from _fault_fs import FailAt
 
 import lsnwal
 from lsnwal.testing import SlowSyncBackend

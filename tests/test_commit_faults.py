@@ -31,13 +31,11 @@ from typing import Any
 
 import pytest
 from _commit_helpers import (
-    FailAt,
-    RecordingFs,
-    mount_tmpfs,
     open_fds,
     payload,
     stress_enabled,
 )
+from _fault_fs import FailAt, RecordingFs, mount_tmpfs
 
 import lsnwal
 from lsnwal.testing import SimFileSystem

@@ -32,7 +32,6 @@ from _commit_helpers import (
     NsEvent,
     Recorder,
     RecordingBackend,
-    RecordingFs,
     check_honest,
     check_rename_order,
     data_records,
@@ -40,6 +39,7 @@ from _commit_helpers import (
     run_threads,
     stress_enabled,
 )
+from _fault_fs import RecordingFs
 
 import lsnwal
 
