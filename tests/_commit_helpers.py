@@ -65,7 +65,7 @@ def open_fds() -> set[int]:
 
 
 class FileSync(NamedTuple):
-    """A file fsync: when it started/ended, and the DATA records (LSN -> payload) read
+    """A file fsync: when it started/ended, and the records (LSN -> payload) read
     complete before it started (``first_lsn`` None: the file is not a segment)."""
 
     start: int
@@ -147,7 +147,7 @@ class Recorder:
     def scan(
         self, fd: int
     ) -> tuple[tuple[int, int], bytes, int | None, dict[int, bytes], int]:
-        """Read the complete DATA records the file behind ``fd`` holds past what was durable.
+        """Read the complete records the file behind ``fd`` holds past what was durable.
 
         Returns (file key, header bytes, first LSN or None if not a segment, records
         found by LSN, offset where the scan stopped).
@@ -176,7 +176,7 @@ class Recorder:
                 body = os.pread(rfd, length, pos + _REC_HEADER.size)
                 if len(body) < length or crc32c.crc32c(rh[4:] + body) != crc:
                     break
-                if kind == int(lsnwal.RecordKind.DATA):
+                if kind != _SEAL_KIND:  # DATA, CHECKPOINT and MARK records all take LSNs
                     found[lsn] = body
                 pos += _REC_HEADER.size + length
                 if kind == _SEAL_KIND:
