@@ -1,7 +1,8 @@
 """File-system fault injection for the commit-path tests: fail any operation on cue, log writes.
 
 Owns ``RecordingFs`` (``OsFileSystem`` that logs creates and renames into a
-``Recorder``, logs every write/pwrite/truncate with its file's inode, and fails
+``Recorder`` — and each published ``WATERMARK`` as an acknowledgement —, logs
+every write/pwrite/truncate with its file's inode, and fails
 the n-th call of an operation before, after, or halfway through it), ``FailAt``
 (a ``SyncBackend`` failing from its n-th sync on, remembering which file and
 thread hit it), ``NullBackend`` and ``mount_tmpfs``.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -124,7 +126,16 @@ class RecordingFs(OsFileSystem):
         self._write_op("write", fd, data, lambda d: OsFileSystem.write(self, fd, d))
 
     def pwrite(self, fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
-        """Write at ``offset`` (logged), or fail as planned."""
+        """Write at ``offset`` (logged), or fail as planned.
+
+        A write of the published watermark (``WATERMARK``: magic ``LSWM``, the
+        synced LSN at byte 16) is logged as an acknowledgement *before* it is
+        written: from then on other processes may be told that LSN is durable.
+        """
+        if (self.rec is not None and offset == 0 and len(data) == 64
+                and bytes(data[:4]) == b"LSWM"
+                and os.readlink(f"/proc/self/fd/{fd}").endswith("/WATERMARK")):
+            self.rec.ack(struct.unpack_from("<Q", data, 16)[0], "WATERMARK")
         self._write_op("pwrite", fd, data, lambda d: OsFileSystem.pwrite(self, fd, d, offset))
 
     def truncate(self, fd: int, size: int) -> None:

@@ -25,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
+import sys
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,6 +163,29 @@ def _recovered(wal_dir: Path, book: _Book, told: int) -> None:
         assert got.get(lsn) == book.written[lsn], f"acknowledged LSN {lsn} lost or changed"
 
 
+def _close_guarded(wal: lsnwal.AsyncWalWriter) -> None:
+    """close() on a helper thread; fail (with the threads' stacks) if it does not return."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            wal.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run, name="test-close", daemon=True)
+    t.start()
+    t.join(GUARD_S)
+    if t.is_alive():
+        stacks = "".join(
+            f"\n--- {th.name}\n" + "".join(traceback.format_stack(sys._current_frames()[th.ident]))
+            for th in threading.enumerate() if th.ident in sys._current_frames()
+            and th.name.startswith(("lsnwal", "test-close"))
+        )
+        raise AssertionError(f"close() did not return within {GUARD_S}s:{stacks}")
+    assert not errors, f"close() raised {errors[0]!r}"
+
+
 def _wait_handles(book: _Book, at_least: int) -> None:
     for _ in range(int(GUARD_S * 1000)):
         with book.mu:
@@ -179,7 +204,7 @@ def test_close_resolves_every_handle_and_unblocks_every_caller(tmp_path: Path, r
     book = _Book()
     ts = _start(wal, book, run, threads=8, kinds="sswwlll", tasks=100)
     _wait_handles(book, rng.randint(200, 2000))
-    wal.close()
+    _close_guarded(wal)
     with book.mu:
         before = list(book.handles)
     pending = [h for h in before if not h.done()]

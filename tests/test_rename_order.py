@@ -58,7 +58,7 @@ def _workload(wal: lsnwal.AsyncWalWriter, rec: Recorder, written: dict[int, byte
 
     def work(t: int) -> None:
         rng = random.Random(seed * 100 + t)
-        for i in range(25):
+        for i in range(40):
             if rng.random() < 0.25:
                 ps = [payload(f"s{seed}t{t}i{i}", k, rng.randint(20, 300)) for k in range(3)]
                 lsns = list(wal.append_batch(ps))

@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 
 import lsnwal
+from lsnwal.spares import SPARE_PREFIX, SPARE_SUFFIX
 from lsnwal.testing import (
     BlockingSyncBackend,
     CountingSyncBackend,
     FailingSyncBackend,
     SlowSyncBackend,
 )
-from lsnwal.spares import SPARE_PREFIX, SPARE_SUFFIX
 
 SMALL = lsnwal.WalConfig(segment_max_bytes=4096)
 WAIT_S = 10.0  # generous upper bound for anything that must happen
