@@ -8,7 +8,7 @@ call returned; the parent SIGKILLs it at a seeded random moment, reopens the
 directory and checks that every printed LSN is there byte for byte, that LSNs
 are contiguous and that the child continued where recovery ended.
 
-Cycles: 8 (two segment sizes) in the normal run, 100 under ``LSNWAL_STRESS=1``.
+Cycles: 6 (3 for each of two segment sizes) in the normal run, 100 under ``LSNWAL_STRESS=1``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from _commit_helpers import stress_enabled
 import lsnwal
 
 CHILD = Path(__file__).with_name("_append_child.py")
-CYCLES = 100 if stress_enabled() else 8
+CYCLES = 100 if stress_enabled() else 6
 SEED = int(os.environ.get("LSNWAL_APPEND_KILL9_SEED", "20261202"))
 
 
