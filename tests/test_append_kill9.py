@@ -79,7 +79,7 @@ def test_every_appended_record_survives_kill9(tmp_path: Path, seg: int) -> None:
         child = _Child(wal_dir, SEED + cycle, seg, err)
         try:
             assert child.started.wait(60), "the child appended nothing"
-            time.sleep(rng.uniform(0.0, 0.25))  # the seeded random moment of the kill
+            time.sleep(rng.uniform(0.0, 0.15))  # the seeded random moment of the kill
         finally:
             status = child.kill()
         errors = err.read_text()
