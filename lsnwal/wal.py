@@ -45,6 +45,7 @@ from .errors import (
 )
 from .fs import FailpointHook, FileSystem, OsFileSystem, SyncBackend
 from .handle import SyncHandle
+from .identity import prepare_wal_dir
 from .names import TMP_SUFFIX, WalPaths, segment_name
 from .recovery import Analysis, analyze, apply_cuts
 from .spares import SPARE_PREFIX, SPARE_SUFFIX, SparePool
@@ -86,6 +87,8 @@ class AsyncWalWriter:
         sync_backend: SyncBackend | None = None,
         fs: FileSystem | None = None,
         failpoint: FailpointHook | None = None,
+        create_if_missing: bool = True,
+        error_if_exists: bool = False,
     ) -> None:
         cfg = config if config is not None else WalConfig()
         if not isinstance(cfg, WalConfig):
@@ -105,7 +108,10 @@ class AsyncWalWriter:
         self._backpressure_s = 0.0
         self.recovery_report: list[str] = []
 
-        created_root = fs.makedirs(paths.root)
+        # Open modes and the identity file (written with the file system's own backend:
+        # once per directory, before this WAL's sync backend takes over).
+        created_root = prepare_wal_dir(fs, paths.root, create_if_missing=create_if_missing,
+                                       error_if_exists=error_if_exists)
         try:
             self._lock_handle = fs.lock(paths.lock)
         except BlockingIOError:
@@ -134,9 +140,17 @@ class AsyncWalWriter:
         sync_backend: SyncBackend | None = None,
         fs: FileSystem | None = None,
         failpoint: FailpointHook | None = None,
+        create_if_missing: bool = True,
+        error_if_exists: bool = False,
     ) -> AsyncWalWriter:
-        """Create the WAL directory, or recover the one that is there."""
-        return cls(path, config, sync_backend=sync_backend, fs=fs, failpoint=failpoint)
+        """Create the WAL directory, or recover the one that is there.
+
+        ``create_if_missing=False`` refuses a directory that holds no WAL yet;
+        ``error_if_exists=True`` refuses one that does. A non-empty directory
+        that is not a WAL is always refused (``WalError``).
+        """
+        return cls(path, config, sync_backend=sync_backend, fs=fs, failpoint=failpoint,
+                   create_if_missing=create_if_missing, error_if_exists=error_if_exists)
 
     def _open_locked(self, created_root: bool) -> None:
         fs, backend, paths = self._fs, self._backend, self._paths
@@ -745,8 +759,17 @@ def open(  # the public name is lsnwal.open
     sync_backend: SyncBackend | None = None,
     fs: FileSystem | None = None,
     failpoint: FailpointHook | None = None,
+    create_if_missing: bool = True,
+    error_if_exists: bool = False,
 ) -> AsyncWalWriter:
-    """Create or recover the WAL at ``path`` and return it open for writing."""
+    """Create or recover the WAL at ``path`` and return it open for writing.
+
+    ``create_if_missing=False`` refuses a directory that holds no WAL yet;
+    ``error_if_exists=True`` refuses one that does. A non-empty directory that is
+    not a WAL is always refused (``WalError``), so a mistyped path never starts
+    an empty log.
+    """
     return AsyncWalWriter.open_or_create(
-        path, config, sync_backend=sync_backend, fs=fs, failpoint=failpoint
+        path, config, sync_backend=sync_backend, fs=fs, failpoint=failpoint,
+        create_if_missing=create_if_missing, error_if_exists=error_if_exists,
     )
