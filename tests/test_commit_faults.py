@@ -251,7 +251,7 @@ def test_simulated_full_disk_at_every_capacity(crash: bool) -> None:
     with lsnwal.open("/wal", CFG, fs=probe) as wal:
         assert _workload(wal, 40).error is None
     total = sum(len(b) for b in probe.files().values())
-    step = 97 if stress_enabled() else 1499
+    step = 97 if stress_enabled() else 499
     for cap in range(4096, total, step):
         fs = _PartialSim(cap)
         try:
