@@ -34,10 +34,10 @@ from typing import Any
 from .archive import PruneCandidate
 from .config import WalConfig
 from .errors import WalClosedError, WalSyncError
+from .handle import SyncHandle
 from .replay import VerifyReport, restore, verify
 from .restore import RestoreResult
 from .stats import WalStats
-from .handle import SyncHandle
 from .wal import AsyncWalWriter
 
 

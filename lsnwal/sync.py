@@ -45,12 +45,14 @@ from collections.abc import Callable
 from .errors import WalClosedError, WalError, WalSyncError
 from .fs import FailpointHook, FileSystem, SyncBackend
 from .handle import SyncHandle, Waiter, thread_waiter
+from .stats import SyncCounters
 from .watermark import WatermarkWriter
 from .writer import SealedSegment
 
 log = logging.getLogger("lsnwal")
 
-_LATENCY_WINDOW = 4096
+#: longest a committer waits for the other threads of its convoy before it leads
+GATHER_S = 0.002
 _Loops = dict[asyncio.AbstractEventLoop, list["asyncio.Future[None]"]]
 
 
@@ -64,25 +66,6 @@ class Unit:
         self.last_lsn = last_lsn
         self.seg = seg
         self.futs: dict[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
-
-
-class SyncCounters:
-    """Counters the commit path keeps for ``stats()`` (read under the manager's lock)."""
-
-    def __init__(self) -> None:
-        self.fsyncs = 0
-        self.dir_fsyncs = 0
-        self.commits = 0
-        self.rounds = 0
-        self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
-        self.fsync_max_s = 0.0
-
-    def note_fsync(self, seconds: float) -> None:
-        """Count one file fsync and its latency."""
-        self.fsyncs += 1
-        self.latencies.append(seconds)
-        if seconds > self.fsync_max_s:
-            self.fsync_max_s = seconds
 
 
 def _resolve_futures(futs: list[asyncio.Future[None]]) -> None:
@@ -122,6 +105,11 @@ class SegmentSyncManager:
         self._inflight: list[Unit] = []
         self._leader = False
         self._blocked = 0  # threads asleep in wait_handle
+        #: group-commit gathering: threads the last round released, and how many of them
+        #: have come back with a new commit since (see ``_gathering_locked``)
+        self._convoy = 0
+        self._arrived = 0
+        self._released = 0
         self.synced_lsn = initial_synced_lsn
         #: highest LSN covered by a queued, in-flight or finished unit
         self.requested_lsn = initial_synced_lsn
@@ -148,9 +136,8 @@ class SegmentSyncManager:
     def request(self, fd: int, target: int, wake_thread: bool) -> SyncHandle:
         """A handle for ``target`` (called under the writer lock, so targets only grow).
 
-        If no unit covers ``target`` yet, extend the newest queued in-place unit of
-        the same file or queue a new one. ``wake_thread`` asks the background thread
-        to run it (``sync_async``); a blocking committer leads itself instead.
+        ``wake_thread`` asks the background thread to run the unit (``sync_async``);
+        a committer that will block leads itself instead.
         """
         h = SyncHandle(self, target)
         with self.lock:
@@ -160,31 +147,19 @@ class SegmentSyncManager:
                 h.done_flag = True
                 self.counters.commits += 1
                 return h
-            unit: Unit | None
-            if target > self.requested_lsn:
-                q = self._queue
-                if q and q[-1].seg is None and q[-1].fd == fd:
-                    unit = q[-1]
-                    unit.last_lsn = target
-                else:
-                    unit = Unit(fd, target, None)
-                    q.append(unit)
-                self.requested_lsn = target
-                if wake_thread and not self._leader:
-                    self.cv.notify()
-            else:
-                unit = self._covering(target)
-            h._unit = unit
+            h._unit = self._cover_locked(fd, target)
             self._handles.append(h)
+            if wake_thread and not self._leader:
+                self.cv.notify()
         return h
 
     def sync_or_handle(self, fd: int, target: int) -> SyncHandle | list[Unit] | None:
         """The blocking ``sync()``'s entry (under the writer lock, like ``request``).
 
         None: ``target`` is durable already. A list: nobody was leading, so the caller
-        now leads and must pass this round (every queued unit plus one covering
-        ``target``) to ``lead_round``, with no handle and no hand-off to another
-        thread. A handle: someone leads; wait on it (``wait_handle``).
+        now leads and must pass this round (every queued unit, one of them covering
+        ``target``) to ``lead_round``: no handle, no hand-off to another thread. A
+        handle: someone leads; wait on it (``wait_handle``).
         """
         with self.lock:
             if self.failure is not None:
@@ -192,31 +167,16 @@ class SegmentSyncManager:
             if target <= self.synced_lsn:
                 self.counters.commits += 1
                 return None
-            if self._leader:
+            unit = self._cover_locked(fd, target)
+            self._arrived += 1
+            if self._leader or self._gathering_locked():
                 h = SyncHandle(self, target)
-                if target > self.requested_lsn:
-                    q = self._queue
-                    if q and q[-1].seg is None and q[-1].fd == fd:
-                        q[-1].last_lsn = target
-                        h._unit = q[-1]
-                    else:
-                        h._unit = Unit(fd, target, None)
-                        q.append(h._unit)
-                    self.requested_lsn = target
-                else:
-                    h._unit = self._covering(target)
+                h._unit = unit
                 self._handles.append(h)
                 return h
             self._leader = True
-            q = self._queue
-            if target > self.requested_lsn:
-                if q and q[-1].seg is None and q[-1].fd == fd:
-                    q[-1].last_lsn = target
-                else:
-                    q.append(Unit(fd, target, None))
-                self.requested_lsn = target
-            batch = list(q)
-            q.clear()
+            batch = list(self._queue)
+            self._queue.clear()
             self._inflight = batch
             self.counters.commits += 1
             return batch
@@ -227,14 +187,36 @@ class SegmentSyncManager:
         if self.failure is not None:
             raise self.failure
 
-    def _covering(self, target: int) -> Unit | None:
+    def _gathering_locked(self) -> bool:
+        """True while threads the last round released are still coming back.
+
+        Without this, the first released thread to commit again would start the next
+        fsync alone and the others would queue behind it: rounds of 1, then n-1. The
+        last of them to arrive leads instead (event-driven); one that waits longer
+        than ``GATHER_S`` for the others leads anyway (a thread may not come back).
+        """
+        return self._convoy > 1 and self._arrived < self._convoy
+
+    def _cover_locked(self, fd: int, target: int) -> Unit:
+        """The unit that makes ``target`` durable: extend the newest queued in-place unit
+        of the same file, or queue a new one, unless one queued or in flight covers it."""
+        if target > self.requested_lsn:
+            self.requested_lsn = target
+            q = self._queue
+            if q and q[-1].seg is None and q[-1].fd == fd:
+                unit = q[-1]
+                unit.last_lsn = target
+                return unit
+            unit = Unit(fd, target, None)
+            q.append(unit)
+            return unit
         for u in self._inflight:
             if u.last_lsn >= target:
                 return u
         for u in self._queue:
             if u.last_lsn >= target:
                 return u
-        return None  # pragma: no cover - every target <= requested_lsn is covered
+        raise AssertionError("every target <= requested_lsn is covered")  # pragma: no cover
 
     def begin_rename(self) -> None:
         """A rotation is about to rename files (leaders wait before they publish)."""
@@ -277,6 +259,8 @@ class SegmentSyncManager:
 
     def wait_handle(self, h: SyncHandle, timeout: float | None) -> bool:
         """Block until ``h`` is done (True) or ``timeout`` passes (False); lead if free."""
+        if timeout is not None and timeout >= threading.TIMEOUT_MAX:
+            timeout = None  # inf (or anything a lock cannot wait for): no limit
         deadline = None if timeout is None else time.monotonic() + timeout
         w = thread_waiter()
         lock = self.lock
@@ -285,6 +269,11 @@ class SegmentSyncManager:
                 if h.done_flag:
                     return True
                 lead = not self._leader and bool(self._queue)
+                if lead and self._gathering_locked():
+                    lead = False
+                    gather = True
+                else:
+                    gather = False
                 if lead:
                     self._leader = True
                 else:
@@ -296,6 +285,19 @@ class SegmentSyncManager:
                     self._blocked += 1
             if lead:
                 self._lead(h.target_lsn)
+                continue
+            if gather:
+                # Wait for the rest of the convoy (the last arrival leads), but no longer
+                # than GATHER_S: then lead ourselves if still nobody does.
+                if w.lock.acquire(True, GATHER_S):
+                    continue
+                with lock:
+                    if h._waiters is not None and w in h._waiters:
+                        h._waiters.remove(w)
+                        self._blocked -= 1
+                        self._convoy = 0  # stop gathering: someone did not come back
+                        continue
+                w.lock.acquire()
                 continue
             if deadline is None:
                 w.lock.acquire()
@@ -343,6 +345,8 @@ class SegmentSyncManager:
 
     def wait_for_room(self, max_segments: int, max_bytes: int, timeout: float | None) -> bool:
         """Block until there is room (True) or ``timeout`` passes (False)."""
+        if timeout is not None and timeout >= threading.TIMEOUT_MAX:
+            timeout = None  # inf: wait forever
         with self.lock:
             return self._room.wait_for(
                 lambda: self.failure is not None
@@ -469,8 +473,10 @@ class SegmentSyncManager:
             if last > self.synced_lsn:
                 self.synced_lsn = last
             handles = self._handles
+            self._released = 0
             while handles and handles[0].target_lsn <= last:
                 self._finish(handles.popleft(), None)
+            self._convoy, self._arrived = self._released, 0
             for u in batch:
                 if u.futs:
                     for loop, fut in u.futs.items():
@@ -492,6 +498,7 @@ class SegmentSyncManager:
         ws = h._waiters
         if ws:
             self._blocked -= len(ws)
+            self._released += len(ws)
             for w in ws:
                 w.lock.release()
             h._waiters = None

@@ -14,6 +14,7 @@ import errno
 import gc
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -155,6 +156,11 @@ def test_blocked_segment_holds_back_later_segments_and_blocking_sync(
         for h in handles:
             assert h.wait(WAIT_S)
             assert h.result() == h.target_lsn
+        # Callbacks run after the handles are marked done (as with concurrent.futures),
+        # by the thread that completed them: give them a moment (a guard, not a speed test).
+        deadline = time.monotonic() + WAIT_S
+        while len(log) < len(handles) and time.monotonic() < deadline:
+            time.sleep(0.001)
         stop.set()
         watcher.join(WAIT_S)
 
