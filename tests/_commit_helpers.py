@@ -307,9 +307,9 @@ def check_rename_order(rec: Recorder, archive_dir: str | Path | None = None) -> 
         by_ino.setdefault(e.ino, []).append((e, need))
     checked = 0
     for lsn, t in first_ack.items():
-        ino = holder.get(lsn)
-        assert ino is not None, f"LSN {lsn} was acknowledged but no fsync covered it"
-        for e, need in by_ino.get(ino, []):
+        holding = holder.get(lsn)
+        assert holding is not None, f"LSN {lsn} was acknowledged but no fsync covered it"
+        for e, need in by_ino.get(holding, []):
             if e.seq < t:
                 checked += 1
                 assert need < t, (
