@@ -25,11 +25,13 @@ from .errors import (
 )
 from .format import FORMAT_VERSION, Record, RecordKind
 from .fs import FileSystem, OsFileSystem, OsSyncBackend, SyncBackend
+from .reader import WalReader, open_reader
 from .recovery import SegmentInfo, collect_all_segments
-from .replay import Problem, VerifyReport, list_marks, replay, restore, verify
+from .replay import list_marks, replay, restore
 from .restore import RestoreResult
 from .stats import WalStats
 from .sync import SegmentSyncManager, SyncHandle
+from .verify import Problem, VerifyReport, verify
 from .wal import AsyncWalWriter, open
 
 __version__ = "0.1.0"
@@ -58,12 +60,14 @@ __all__ = [
     "WalCorruptionError",
     "WalError",
     "WalLockedError",
+    "WalReader",
     "WalStats",
     "WalSyncError",
     "__version__",
     "collect_all_segments",
     "list_marks",
     "open",
+    "open_reader",
     "replay",
     "restore",
     "verify",

@@ -28,10 +28,9 @@ from typing import Any, Protocol, TypeVar
 
 from .. import format as fmt
 from ..config import WalConfig
-from ..errors import WalCorruptionError
 from ..fs import OsFileSystem
 from ..names import ACTIVE_NAME, WalPaths
-from ..recovery import Analysis, Seg, analyze
+from ..recovery import Analysis, Seg
 
 PROG = "lsnwal"
 _N = TypeVar("_N", int, float)
@@ -237,16 +236,14 @@ def _check_wal_dir(path: str, cfg: WalConfig) -> WalPaths:
 
 
 def _analysis(paths: WalPaths, cfg: WalConfig) -> Analysis:
-    """Read-only analysis of every segment (archive headers and seals, live records)."""
-    fs = OsFileSystem()
-    last: Exception | None = None
-    for _ in range(_RETRIES):
-        try:
-            return analyze(fs, paths, cfg, full_archive=True)
-        except (FileNotFoundError, WalCorruptionError) as exc:
-            last = exc
-    assert last is not None
-    raise last
+    """Read-only analysis of every segment (archive headers and seals, live records).
+
+    Read through ``WalReader``: safe next to a live writer, no retry needed.
+    """
+    from ..reader import WalReader
+    from ..verify import analysis
+
+    return analysis(WalReader(paths.root, cfg))
 
 
 def _with_records(an: Analysis) -> list[Seg]:
