@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
             ["lsnwal dump data/wal --from 1000 --until 1010",
              "lsnwal dump data/wal --json --from-time 2024-05-01T12:00:00Z | jq .lsn",
              "lsnwal dump data/wal --kind mark --kind checkpoint",
-             "lsnwal dump data/wal --from 42 --limit 1 --hex"])
+             "lsnwal dump data/wal --from 42 --limit 1 --hex",
+             "lsnwal dump data/wal --follow --json --from 5000"])
     p.add_argument("path", metavar="PATH", help="the WAL directory")
     p.add_argument("--from", dest="from_lsn", type=_positive_int, metavar="LSN",
                    help="first LSN to print (default: the oldest retained)")
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", type=_non_negative_int, default=48, metavar="N",
                    help="payload bytes to show (default 48)")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N records")
+    p.add_argument("--follow", action="store_true",
+                   help="keep printing records as they become durable (like tail -f; "
+                        "Ctrl-C stops)")
     _add_dirs(p)
 
     p = add("verify", "check every header, seal, checksum and LSN (read-only; exit 1 if damaged)",
