@@ -411,6 +411,13 @@ class Chain:
                 if new is not None and new.path == loc.path:
                     self.fs.close(new.fd)  # the same file again (it holds no record)
                     new = None
+                if new is not None and report is not None and loc.state == "pending" and \
+                        not end.sealed and not end.damaged:
+                    # Every record is there (the next segment follows on), but a rotated
+                    # segment is always sealed: its seal or trailer is damaged.
+                    report(loc.path, end.offset, end.last_lsn,
+                           f"pending segment has no valid seal ({end.torn or 'cut short'}) "
+                           "although a later segment follows")
                 if new is None and end.damaged:
                     new = self._next_listed(loc.header.first_lsn)  # reported already
                 elif new is None:

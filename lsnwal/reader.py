@@ -108,12 +108,17 @@ class WalReader:
         return cp
 
     def first_checkpoint(self) -> int:
-        """The checkpoint recorded in the oldest retained segment's header (0 if none)."""
+        """The checkpoint at the start of the retained log (0 if nothing is retained).
+
+        The oldest retained segment's header records the checkpoint when it was
+        made; and since retention never prunes past the checkpoint, every pruned
+        LSN (below that segment) was covered by one: the larger of the two.
+        """
         for first in self.chain.listing():
             loc = self.chain.locate(first)
             if loc is not None:
                 self.fs.close(loc.fd)
-                return loc.header.checkpoint_lsn
+                return max(loc.header.checkpoint_lsn, first - 1)
         return 0
 
     # ------------------------------------------------------------------ reading

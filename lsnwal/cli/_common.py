@@ -4,11 +4,10 @@ Owns ``CliError``, how times and byte counts are printed, the argparse value
 types (times, counts, sizes, ages, record kinds), the progress bar and the
 read-only analysis of a WAL directory. Rules kept here:
 
-* **Read-only means read-only.** ``_analysis`` goes through
-  ``recovery.analyze`` (the one decoder), never takes the LOCK and never
+* **Read-only means read-only.** ``_analysis`` goes through ``WalReader`` (the
+  live-safe reader over the one decoder), never takes the LOCK and never
   creates, renames or deletes a file, so it works while the application is
-  writing; a live writer may rotate or archive between listings, so it looks
-  again (``_RETRIES`` times).
+  writing: segments that rotate or move are followed by LSN.
 * **Errors are one line.** An expected condition raises ``CliError`` (exit 1),
   a bad argument value ``argparse.ArgumentTypeError`` (exit 2); ``_parser``
   prints either as one line, never a traceback.
@@ -35,7 +34,6 @@ from ..recovery import Analysis, Seg
 PROG = "lsnwal"
 _N = TypeVar("_N", int, float)
 _STATES = ("archive", "pending", "active")
-_RETRIES = 5  # a live writer may rotate or archive between our listings: look again
 
 
 class CliError(Exception):
