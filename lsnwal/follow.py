@@ -227,7 +227,7 @@ class Follower:
         loop.add_reader(w.fd, ready)
         try:
             await asyncio.wait_for(fut, w.poll_max_s)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
             pass
         finally:
             loop.remove_reader(w.fd)
