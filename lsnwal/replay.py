@@ -23,11 +23,12 @@ import os
 from collections.abc import Iterable, Iterator
 
 from . import format as fmt
-from .chain import Chain, SegEnd
+from .chain import Chain
 from .config import WalConfig
 from .errors import LsnUnavailableError, RecoveryTargetError, WalCorruptionError
 from .fs import FileSystem
 from .restore import RestoreResult, write_restored
+from .segread import SegEnd
 from .verify import Problem, VerifyReport, verify
 
 _DATA = int(fmt.RecordKind.DATA)

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import format as fmt
-from .chain import Loc, SegEnd
 from .config import WalConfig
 from .errors import LsnUnavailableError, WalCorruptionError
 from .fs import FileSystem
 from .names import parse_segment_name
 from .recovery import Analysis, Seg, SegmentInfo, load_archived, same_records
 from .segment import read_seal
+from .segread import Loc, SegEnd
 
 if TYPE_CHECKING:
     from .reader import WalReader
