@@ -20,7 +20,7 @@ import pytest
 
 import lsnwal
 from lsnwal.fs import OsFileSystem
-from lsnwal.names import segment_name, parse_segment_name
+from lsnwal.names import parse_segment_name, segment_name
 
 STRESS = os.environ.get("LSNWAL_STRESS") == "1"  # as conftest.stress_enabled()
 
