@@ -339,3 +339,30 @@ def test_header_lsn_decides_not_the_name(
     with pytest.raises(lsnwal.WalCorruptionError):
         list(lsnwal.replay(root))
     assert not lsnwal.verify(root).ok
+
+
+@pytest.mark.parametrize("zeros", [1, fmt.RECORD_HEADER_SIZE - 1, fmt.RECORD_HEADER_SIZE,
+                                   4096, 1 << 20])
+def test_zeros_after_the_last_record_mean_no_more_records_yet(
+    template: tuple[Path, list[lsnwal.Record]], tmp_path: Path, zeros: int
+) -> None:
+    """An active file that ends in zeros (preallocated by the writer) is read up to its last
+    complete record: every record, no problem, no torn-tail warning for a zero header."""
+    root = copy(template, tmp_path)
+    with lsnwal.open(root, SMALL) as wal:
+        for i in range(300, 310):
+            wal.append(payload(i))
+    recs = list(lsnwal.replay(root))
+    with open(root / "active.wal", "ab") as f:
+        f.write(bytes(zeros))
+    assert rows(list(lsnwal.replay(root))) == rows(recs)
+    reader = lsnwal.open_reader(root)
+    assert reader.last_lsn() == recs[-1].lsn
+    follower = reader.follow(durable_only=False, poll_max_s=0.01)
+    assert [next(follower).lsn for _ in recs] == [r.lsn for r in recs]
+    reader.close()
+    report = lsnwal.verify(root)
+    assert report.ok, report.problems
+    assert report.records == len(recs)
+    if zeros >= fmt.RECORD_HEADER_SIZE:
+        assert not any("torn" in w for w in report.warnings), report.warnings
