@@ -3,7 +3,7 @@ above the published ``synced_lsn``, across rotation, archiving, compression and 
 
 The writer runs in a thread of the test and publishes the watermark with
 ``WatermarkWriter`` after each acknowledged sync (as the WAL's sync path does).
-Every scenario runs with inotify wake-ups and with the polling fallback.
+The main scenarios run with inotify wake-ups and with the polling fallback.
 """
 
 from __future__ import annotations
@@ -93,15 +93,15 @@ def test_follow_across_rotation_archiving_and_pruning(
     done = threading.Event()
 
     def produce() -> None:
-        w.write(0, 1500)
+        w.write(0, 800)
         w.wal.checkpoint(w.wal.last_lsn - 200)  # retention may now prune behind the follower
-        w.write(1500, 1500)
+        w.write(800, 800)
         done.set()
 
     t = threading.Thread(target=produce)
     t.start()
     try:
-        got = take(reader.follow(poll_max_s=0.05), 3000 + 1, reader, above)
+        got = take(reader.follow(poll_max_s=0.05), 1600 + 1, reader, above)
     finally:
         t.join()
     last = w.wal.last_lsn
@@ -143,7 +143,7 @@ def test_durable_only_stops_at_the_published_watermark(wal_dir: Path, waiting: s
 
 
 @pytest.mark.timeout(60)
-def test_a_follower_behind_retention_gets_lsn_unavailable(wal_dir: Path, waiting: str) -> None:
+def test_a_follower_behind_retention_gets_lsn_unavailable(wal_dir: Path) -> None:
     """A follower whose next segment was pruned raises LsnUnavailableError, never a jump."""
     cfg = lsnwal.WalConfig(segment_max_bytes=4096, archive_max_segments=2)
     w = Writer(wal_dir, cfg)
@@ -167,7 +167,7 @@ def test_a_follower_behind_retention_gets_lsn_unavailable(wal_dir: Path, waiting
 
 
 @pytest.mark.timeout(60)
-def test_follow_async(wal_dir: Path, waiting: str) -> None:
+def test_follow_async(wal_dir: Path) -> None:
     """async for over follow_async yields every durable record in order while a thread
     writes; the event loop stays free (another task keeps ticking)."""
     w = Writer(wal_dir, lsnwal.WalConfig(segment_max_bytes=4096, compression="zstd"))
@@ -203,7 +203,7 @@ def test_follow_async(wal_dir: Path, waiting: str) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_close_stops_a_waiting_follower(wal_dir: Path, waiting: str) -> None:
+def test_close_stops_a_waiting_follower(wal_dir: Path) -> None:
     """close() from another thread ends a follower that is waiting for records."""
     w = Writer(wal_dir, lsnwal.WalConfig())
     w.write(0, 3)
