@@ -182,7 +182,7 @@ def records(
         return
     if t_target is not None and not seen_any:
         raise RecoveryTargetError(f"target time {t_target} cannot be met: no record to replay")
-    if start is not None and not seen_any:
+    if start is not None and not seen_any and (stop is None or start <= stop):
         last = ends[-1].last_lsn if ends else 0
         if start > last + 1:
             raise LsnUnavailableError(f"LSN {start} was never written (last LSN is {last})")

@@ -285,3 +285,20 @@ def test_cli_dump_follow_and_info_watermark(wal_dir: Path) -> None:
     assert doc["synced_lsn"] == w.pub.synced_lsn
     assert doc["watermark"]["writer_pid"] == os.getpid()
     w.close()
+
+
+def test_durable_replay_before_anything_is_published(wal_dir: Path) -> None:
+    """Without a published watermark nothing counts as durable for a reader in another
+    process: durable replays give nothing (from any LSN), plain replays give everything."""
+    with lsnwal.open(wal_dir, lsnwal.WalConfig(segment_max_bytes=4096)) as wal:
+        for i in range(50):
+            wal.append(payload(i))
+    (wal_dir / WATERMARK_NAME).unlink(missing_ok=True)
+    reader = lsnwal.open_reader(wal_dir)
+    assert reader.synced_lsn == 0
+    for start in (None, 1, 25, 50):
+        assert list(reader.replay(from_lsn=start, durable_only=True)) == []
+        assert list(reader.iter_raw(from_lsn=start, durable_only=True)) == []
+    assert [r.lsn for r in reader.replay(from_lsn=25)] == list(range(25, 51))
+    with pytest.raises(lsnwal.LsnUnavailableError):
+        list(reader.replay(from_lsn=52))
