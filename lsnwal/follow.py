@@ -67,7 +67,6 @@ class Waiter:
         self._backoff = _BACKOFF_MIN_S
         self._libc: ctypes.CDLL | None = None
         self.fd = -1
-        self._wm_watched = False
         self._dir_mask = _DIR_EVENTS | (0 if durable_only else _IN_MODIFY)
         if sys.platform.startswith("linux") and os.environ.get("LSNWAL_NO_INOTIFY") != "1":
             self._open_inotify()
@@ -83,6 +82,8 @@ class Waiter:
         self._libc, self.fd = libc, fd
         if not self._watch(self.root, self._dir_mask):
             self.close()
+            return
+        self.arm()  # before the first look: a publish right after it still wakes us
 
     def _watch(self, path: str, mask: int) -> bool:
         assert self._libc is not None
@@ -94,11 +95,14 @@ class Waiter:
         return self.fd >= 0
 
     def arm(self) -> None:
-        """Watch ``WATERMARK`` itself once it exists (its writes do not change the directory)."""
-        if self.fd >= 0 and not self._wm_watched:
-            self._wm_watched = self._watch(os.path.join(self.root, WATERMARK_NAME),
-                                           _IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE |
-                                           _IN_DELETE_SELF)
+        """Watch ``WATERMARK`` itself (its writes do not change the directory).
+
+        Added again before every wait: one cheap syscall that finds the file once it
+        exists and follows it if a new writer replaced it (same inode: no new watch).
+        """
+        if self.fd >= 0:
+            self._watch(os.path.join(self.root, WATERMARK_NAME),
+                        _IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_DELETE_SELF)
 
     def drain(self) -> None:
         """Forget the events read so far (one look answers all of them)."""
