@@ -303,6 +303,10 @@ class Chain:
                         assert isinstance(problem, WalCorruptionError)
                         report(problem.path or loc.path, 0, nxt - 1, problem.reason)
                         new = self._next_listed(nxt - 1)
+            except BaseException:
+                if new is not None:  # located already, never to be read: close it too
+                    self.fs.close(new.fd)
+                raise
             finally:
                 self.fs.close(loc.fd)
             loc, resume = new, None

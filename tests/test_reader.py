@@ -366,3 +366,30 @@ def test_zeros_after_the_last_record_mean_no_more_records_yet(
     assert report.records == len(recs)
     if zeros >= fmt.RECORD_HEADER_SIZE:
         assert not any("torn" in w for w in report.warnings), report.warnings
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_no_descriptor_is_leaked_by_reads_that_fail_or_stop_early(
+    template: tuple[Path, list[lsnwal.Record]], tmp_path: Path
+) -> None:
+    """Replays that raise on damage, stop at a target, are abandoned half-way, or run in
+    stop_at_corruption mode leave the process with the descriptors it had."""
+    root = copy(template, tmp_path)
+    before = len(os.listdir("/proc/self/fd"))
+    seg = chain(root)[4]
+    data = seg.read_bytes()
+    seg.write_bytes(data[: len(data) // 2])
+    quiet = lsnwal.WalConfig(segment_max_bytes=4096, recovery_mode="stop_at_corruption")
+    for _ in range(20):
+        with pytest.raises(lsnwal.WalCorruptionError):
+            list(lsnwal.replay(root))
+        assert list(lsnwal.replay(root, config=quiet))  # ends quietly at the damage
+        assert [r.lsn for r in lsnwal.replay(root, until_lsn=5)] == [1, 2, 3, 4, 5]
+        it = lsnwal.replay(root)
+        next(it)
+        del it  # abandoned after one record
+        assert not lsnwal.verify(root).ok
+    import gc
+
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == before
