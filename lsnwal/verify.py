@@ -236,7 +236,12 @@ def analysis(reader: WalReader) -> Analysis:
             seg.data_end = end.seal.data_end
     arch = [s for s in segs if s.state == "archive"]
     live = [s for s in segs if s.state != "archive"]
-    an = Analysis(archive=arch, live=live)
+    if segs and ends and len(ends) == len(segs) and ends[-1].torn and live:
+        an_cut: tuple[Seg, int] | None = (segs[-1], ends[-1].offset)
+    else:
+        an_cut = None
+    an = Analysis(archive=arch, live=live, cut=an_cut,
+                  cut_reason=f"torn: {ends[-1].torn}" if an_cut is not None else "")
     for s in [*arch, *live]:
         an.next_lsn = max(an.next_lsn, s.last_lsn + 1, s.first_lsn)
         an.last_ts = max(an.last_ts, s.last_ts)
