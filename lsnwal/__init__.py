@@ -1,6 +1,6 @@
 """lsnwal — a write-ahead log with gap-free LSNs, FIFO background fsync and PITR.
 
-The public API (see docs/api.md and ../DESIGN.md)::
+The public API (see docs/api.md)::
 
     with lsnwal.open("data/wal", lsnwal.WalConfig()) as wal:
         lsn = wal.append(b"set x=1")
