@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from . import format as fmt
 from .config import WalConfig
 from .fs import FileSystem, SyncBackend
+from .identity import prepare_wal_dir
 from .names import WalPaths
 from .writer import SegmentWriter
 
@@ -49,7 +50,7 @@ def write_restored(
     paths = WalPaths.of(target, cfg)
     backend = fs.sync_backend()
     parent = os.path.dirname(paths.root)
-    fs.makedirs(paths.root)
+    prepare_wal_dir(fs, paths.root, error_if_exists=True, backend=backend)  # identity file
     fs.makedirs(paths.pending)
     fs.makedirs(paths.archive)
     lock = fs.lock(paths.lock)
@@ -59,7 +60,7 @@ def write_restored(
         w = SegmentWriter(fs, paths, next_lsn=start, last_ts=0.0,
                           checkpoint_lsn=min(checkpoint_lsn, start - 1),
                           segment_max_bytes=cfg.segment_max_bytes,
-                          write_buffer_bytes=cfg.write_buffer_bytes)
+                          write_buffer_bytes=cfg.write_buffer_bytes or 1 << 20)
         count = 0
         last = None
         rec = first

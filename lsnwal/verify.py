@@ -24,6 +24,7 @@ from . import format as fmt
 from .config import WalConfig
 from .errors import LsnUnavailableError, WalCorruptionError
 from .fs import FileSystem
+from .identity import is_wal_dir
 from .names import parse_segment_name
 from .recovery import Analysis, Seg, SegmentInfo, load_archived, same_records
 from .segment import read_seal
@@ -81,6 +82,11 @@ def verify(
     except FileNotFoundError:
         report = VerifyReport()
         report.add(os.path.abspath(os.fspath(path)), None, None, "no WAL directory here")
+        return report
+    if not is_wal_dir(reader.paths.root, reader.fs):
+        report = VerifyReport()
+        report.add(reader.paths.root, None, None, "not an lsnwal directory (no LSNWAL identity "
+                   "file, active.wal, pending/ or archive/)")
         return report
     return verify_reader(reader)
 
