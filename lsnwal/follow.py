@@ -14,9 +14,12 @@ compressed) and a writer restart. Rules kept here:
   LSN, the follower raises ``LsnUnavailableError`` (from the chain walk).
 * **Cheap waiting.** On Linux an inotify watch (through ``ctypes``: no new
   dependency) on the WAL directory and ``WATERMARK`` wakes the follower when the
-  writer publishes; elsewhere, or if inotify is not available, it sleeps with a
-  back-off from 1 ms up to ``poll_max_s``. Either way it looks at least every
-  ``poll_max_s`` seconds.
+  writer writes records or publishes with a system call. The writer may publish
+  with a store into a shared memory map, which raises no event: so when the
+  next record owed is written but not yet published, the follower polls with a
+  back-off from 1 ms (the publish follows the fsync closely). Without inotify
+  it always polls with that back-off, up to ``poll_max_s``. Either way it looks
+  at least every ``poll_max_s`` seconds.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 from . import format as fmt
+from .errors import WalError
 from .watermark import WATERMARK_NAME
 
 if TYPE_CHECKING:
@@ -67,7 +71,11 @@ class Waiter:
         self._backoff = _BACKOFF_MIN_S
         self._libc: ctypes.CDLL | None = None
         self.fd = -1
-        self._dir_mask = _DIR_EVENTS | (0 if durable_only else _IN_MODIFY)
+        # Writes to active.wal wake us in both modes: a writer that publishes its watermark
+        # with a store into a shared map (no system call, so no inotify event) still
+        # writes its records with write(2) first; the follower then polls briefly for the
+        # publish that follows the fsync (see Follower.written_beyond).
+        self._dir_mask = _DIR_EVENTS | _IN_MODIFY
         if sys.platform.startswith("linux") and os.environ.get("LSNWAL_NO_INOTIFY") != "1":
             self._open_inotify()
 
@@ -110,9 +118,14 @@ class Waiter:
             while os.read(self.fd, 65536):
                 pass
 
-    def wait(self) -> None:
-        """Block until something changed (inotify) or for the next back-off step."""
-        if self.fd >= 0:
+    def wait(self, short: bool = False) -> None:
+        """Block until something changed (inotify) or for the next back-off step.
+
+        ``short``: a change is known to be on its way (records written, not yet
+        published as durable): sleep the next back-off step instead of waiting
+        for an event that a memory-mapped publish does not raise.
+        """
+        if self.fd >= 0 and not short:
             self.arm()
             select.select([self.fd], [], [], self.poll_max_s)
             self.drain()
@@ -188,6 +201,19 @@ class Follower:
         self.next_lsn = nxt
         return out
 
+    def written_beyond(self) -> bool:
+        """True when the next record owed is written but not yet published as durable."""
+        if not self.durable_only:
+            return False
+        nxt = self.next_lsn if self.next_lsn is not None else 1
+        walk = self.reader.chain.walk(nxt, nxt, hint=self.hint)
+        try:
+            return any(chunk is not None and chunk[2][-1][1] >= nxt for _loc, chunk in walk)
+        except WalError:
+            return False  # the next look reports it
+        finally:
+            walk.close()
+
     def run(self) -> Iterator[fmt.Record]:
         """The blocking follow loop."""
         try:
@@ -197,7 +223,7 @@ class Follower:
                     self.waiter.reset()
                     yield from recs
                     continue
-                self.waiter.wait()
+                self.waiter.wait(short=self.written_beyond())
         finally:
             self.waiter.close()
 
@@ -212,13 +238,13 @@ class Follower:
                     for rec in recs:
                         yield rec
                     continue
-                await self._wait_async(loop)
+                await self._wait_async(loop, self.written_beyond())
         finally:
             self.waiter.close()
 
-    async def _wait_async(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _wait_async(self, loop: asyncio.AbstractEventLoop, short: bool) -> None:
         w = self.waiter
-        if w.fd < 0:
+        if w.fd < 0 or short:
             await asyncio.sleep(w.next_backoff())
             return
         w.arm()

@@ -7,10 +7,10 @@ live-safe chain (``chain.py``). Rules kept here:
   LSN, message) goes into the report; it goes on past damage where the next
   segment can be found.
 * Only what is really on disk is a problem (invariant 13). A segment pruned by
-  retention while it is being checked is skipped, not reported. A torn tail at
-  the end of the log (what a crash leaves; ``open()`` cuts it) is a warning; so
-  is damage or a gap above the published durable watermark, since nothing
-  there was acknowledged.
+  retention while it is being checked is skipped, not reported; damage in the
+  file being written is read again before it counts (a write may be in flight).
+  A torn tail at the end of the log (what a crash leaves; ``open()`` cuts it) is
+  a warning.
 * Every CRC is checked by the one scanner; no record object is built.
 """
 
@@ -94,16 +94,8 @@ def verify(
 def verify_reader(reader: WalReader) -> VerifyReport:
     """``verify`` for an open reader."""
     report = VerifyReport()
-    wm = reader.watermark()
-    synced = wm.synced_lsn if wm is not None else None
-    archive = reader.paths.archive
 
     def found(path: str, offset: int | None, lsn: int | None, msg: str) -> None:
-        if synced is not None and lsn is not None and lsn >= synced and \
-                not path.startswith(archive + os.sep):
-            report.warnings.append(f"{path}: {msg} above the durable LSN {synced} "
-                                   "(never acknowledged; open() cuts it)")
-            return
         report.add(path, offset, lsn, msg)
 
     _duplicates(reader, report)

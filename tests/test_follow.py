@@ -224,7 +224,7 @@ def test_close_stops_a_waiting_follower(wal_dir: Path) -> None:
 @pytest.mark.timeout(25)
 def test_inotify_wakes_the_follower(wal_dir: Path) -> None:
     """On Linux the follower waits on inotify: with a 60 s polling interval it still gets
-    the next record as soon as the watermark moves (the test's timeout would fail first)."""
+    each next record soon after it is written and published (the timeout would fail first)."""
     if not sys.platform.startswith("linux"):
         pytest.skip("inotify is Linux only")
     w = Writer(wal_dir, lsnwal.WalConfig())

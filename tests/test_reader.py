@@ -144,24 +144,27 @@ def test_a_truncated_middle_segment_ends_every_read(
     assert lsnwal.verify(root).ok  # the copy is whole again: the damage was the cause
 
 
-@pytest.mark.parametrize("pos", range(1, 8))
 def test_a_segment_without_records_where_records_are_expected_is_a_gap(
-    template: tuple[Path, list[lsnwal.Record]], tmp_path: Path, pos: int
+    template: tuple[Path, list[lsnwal.Record]], tmp_path: Path
 ) -> None:
-    """A middle archived segment replaced by a sealed empty one (its records gone) is a gap
-    that names both neighbours, for every position; replay and verify both end."""
+    """Every middle archived segment in turn replaced by a sealed empty one (its records
+    gone) is a gap that names both neighbours; replay and verify both end."""
     root = copy(template, tmp_path)
     segs = chain(root)
-    seg = segs[pos]
-    first = fmt.decode_segment_header(seg.read_bytes()[:H]).first_lsn
-    empty = fmt.Seal(first - 1, 0, 0.0, 0.0, 0, H)
-    seg.write_bytes(fmt.encode_segment_header(first, 1.0) + fmt.encode_seal(empty))
-    got = replay_until_error(root, lsnwal.WalCorruptionError)
-    assert rows(got) == rows(template[1][: first - 1])
-    with pytest.raises(lsnwal.WalCorruptionError) as info:
-        list(lsnwal.replay(root))
-    assert str(seg) in str(info.value) and str(segs[pos + 1]) in str(info.value)
-    assert not lsnwal.verify(root).ok
+    assert len(segs) >= 5
+    for pos in range(1, len(segs) - 1):
+        seg = segs[pos]
+        original = seg.read_bytes()
+        first = fmt.decode_segment_header(original[:H]).first_lsn
+        empty = fmt.Seal(first - 1, 0, 0.0, 0.0, 0, H)
+        seg.write_bytes(fmt.encode_segment_header(first, 1.0) + fmt.encode_seal(empty))
+        got = replay_until_error(root, lsnwal.WalCorruptionError)
+        assert rows(got) == rows(template[1][: first - 1])
+        with pytest.raises(lsnwal.WalCorruptionError) as info:
+            list(lsnwal.replay(root))
+        assert str(seg) in str(info.value) and str(segs[pos + 1]) in str(info.value)
+        assert not lsnwal.verify(root).ok
+        seg.write_bytes(original)
 
 
 @pytest.mark.parametrize("state", ["archive", "pending"])
