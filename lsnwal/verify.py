@@ -232,6 +232,10 @@ def analysis(reader: WalReader) -> Analysis:
             seg.first_ts, seg.last_ts = end.seal.first_ts, end.seal.last_ts
             seg.checkpoint_lsn = max(seg.checkpoint_lsn, end.seal.checkpoint_lsn)
             seg.data_end = end.seal.data_end
+    # Live segments: recovery's own summary (index blocks, seal, data end), so that what
+    # the CLI plans (e.g. a prune's byte budget) is exactly what open() will write. Read
+    # by name: a segment that moved meanwhile keeps the summary the walk made.
+    segs = [_recovery_summary(reader, s) if s.state != "archive" else s for s in segs]
     arch = [s for s in segs if s.state == "archive"]
     live = [s for s in segs if s.state != "archive"]
     if segs and ends and len(ends) == len(segs) and ends[-1].torn and live:
@@ -247,6 +251,21 @@ def analysis(reader: WalReader) -> Analysis:
     if arch:
         an.archive_last_lsn = arch[-1].last_lsn
     return an
+
+
+def _recovery_summary(reader: WalReader, seg: Seg) -> Seg:
+    """``seg`` as recovery summarises it (``recovery.scan_live``), or ``seg`` if it moved."""
+    from .recovery import _scan_live
+
+    fresh = Seg(seg.path, seg.state, seg.name_lsn, seg.compressed)
+    try:
+        _scan_live(reader.fs, fresh)
+    except (OSError, WalCorruptionError):
+        return seg
+    if fresh.header is None or fresh.header.first_lsn != seg.first_lsn or \
+            fresh.last_lsn < seg.last_lsn:
+        return seg  # the name now holds another segment, or less than we read
+    return fresh
 
 
 def segment_infos(reader: WalReader) -> list[SegmentInfo]:
