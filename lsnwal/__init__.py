@@ -42,8 +42,9 @@ from .fs import (
     SyncBackend,
 )
 from .handle import SyncHandle
+from .reader import WalReader, open_reader
 from .recovery import SegmentInfo, collect_all_segments
-from .replay import Problem, VerifyReport, list_marks, replay, restore, verify
+from .replay import list_marks, replay, restore
 from .restore import RestoreResult
 from .stats import WalStats
 from .store import (
@@ -58,6 +59,7 @@ from .store import (
 from .store.follow import Follower, FollowStatus
 from .store.timeline import StoreLeaseError
 from .sync import SegmentSyncManager
+from .verify import Problem, VerifyReport, verify
 from .wal import AsyncWalWriter, open
 
 #: The writer's name from 0.2 on (a thread-safe WAL writer with asyncio-awaitable handles).
@@ -103,6 +105,7 @@ __all__ = [
     "WalCorruptionError",
     "WalError",
     "WalLockedError",
+    "WalReader",
     "WalStats",
     "WalSyncError",
     "WalWriter",
@@ -111,6 +114,7 @@ __all__ = [
     "list_marks",
     "open",
     "open_async",
+    "open_reader",
     "replay",
     "restore",
     "restore_async",

@@ -550,19 +550,13 @@ def collect_all_segments(
     """Every segment of the WAL (archive, pending, active) ordered by header first LSN.
 
     Reads every archived segment's header and seal and every record of the
-    pending and active segments; raises ``WalCorruptionError`` on a gap or an
-    overlap (naming both files) or on damage the recovery mode does not allow.
-    Changes nothing on disk.
+    pending and active segments through ``WalReader`` (safe next to a live
+    writer); raises ``WalCorruptionError`` on a gap (naming both files) or on
+    damage. Changes nothing on disk.
     """
-    from .fs import OsFileSystem
+    from .reader import WalReader  # the live-safe read side (a writer may be running)
 
-    fs = fs or OsFileSystem()
-    cfg = config or WalConfig()
-    paths = WalPaths.of(path, cfg)
-    if not fs.isdir(paths.root):
-        raise FileNotFoundError(f"no WAL directory at {paths.root}")
-    an = analyze(fs, paths, cfg, full_archive=True)
-    return [s.info() for s in an.archive] + [s.info() for s in an.live]
+    return WalReader(path, config, fs=fs).segments()
 
 
 __all__ = ["ACTIVE_NAME", "Analysis", "SegmentInfo", "analyze", "collect_all_segments"]

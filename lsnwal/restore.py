@@ -3,8 +3,9 @@
 Owns the target side of ``lsnwal.restore``. Records keep their LSNs, kinds and
 timestamps; segments are written through the same ``SegmentWriter`` as a live
 WAL, each sealed, fsynced and left in ``pending/`` (the first ``open`` archives
-them). The new active segment starts at the last restored LSN + 1, so the
-restored WAL continues there.
+them). The new active segment starts at the last restored LSN + 1 (or, when
+the target selected no record, at the LSN after the target), so the restored
+WAL continues there; its first header keeps the source's checkpoint.
 """
 
 from __future__ import annotations
@@ -31,8 +32,19 @@ class RestoreResult:
     last_lsn: int | None
 
 
-def write_restored(fs: FileSystem, target: str, records: Iterator[fmt.Record]) -> RestoreResult:
-    """Write ``records`` as a new WAL at ``target``; return a ``RestoreResult``."""
+def write_restored(
+    fs: FileSystem,
+    target: str,
+    records: Iterator[fmt.Record],
+    *,
+    next_lsn: int = 1,
+    checkpoint_lsn: int = 0,
+) -> RestoreResult:
+    """Write ``records`` as a new WAL at ``target``; return a ``RestoreResult``.
+
+    ``next_lsn`` is where the restored WAL continues when ``records`` is empty;
+    ``checkpoint_lsn`` is the checkpoint its first segment header carries.
+    """
 
     cfg = WalConfig()
     paths = WalPaths.of(target, cfg)
@@ -44,8 +56,9 @@ def write_restored(fs: FileSystem, target: str, records: Iterator[fmt.Record]) -
     lock = fs.lock(paths.lock)
     try:
         first = next(records, None)
-        start = first.lsn if first is not None else 1
-        w = SegmentWriter(fs, paths, next_lsn=start, last_ts=0.0, checkpoint_lsn=0,
+        start = first.lsn if first is not None else next_lsn
+        w = SegmentWriter(fs, paths, next_lsn=start, last_ts=0.0,
+                          checkpoint_lsn=min(checkpoint_lsn, start - 1),
                           segment_max_bytes=cfg.segment_max_bytes,
                           write_buffer_bytes=cfg.write_buffer_bytes or 1 << 20)
         count = 0

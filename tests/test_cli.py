@@ -247,7 +247,8 @@ def test_read_only_commands_change_nothing_and_take_no_lock(
 def test_read_only_commands_work_while_a_writer_is_running(
     built: Built, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """info reports the live writer's pid and no synced LSN; dump sees the records it wrote."""
+    """info reports the live writer's pid and its published synced LSN; dump sees the records
+    it wrote."""
     with lsnwal.open(built.path, SMALL) as wal:
         lsn = wal.append(b"live record")
         wal.sync()
@@ -255,7 +256,8 @@ def test_read_only_commands_work_while_a_writer_is_running(
         assert rc == 0
         info = json.loads(out)
         assert info["writer_pid"] == os.getpid()
-        assert info["synced_lsn"] is None
+        assert info["synced_lsn"] == wal.synced_lsn == lsn  # the watermark, exactly
+        assert info["watermark"]["writer_pid"] == os.getpid()
         assert info["last_lsn"] == lsn
         rc, out, _ = run(capsys, "dump", built.path, "--from", lsn, "--json")
         assert rc == 0

@@ -133,8 +133,9 @@ def test_until_time_between_two_phases(hist: History) -> None:
     assert all(r.timestamp < hist.t_between for r in hist.all[: hist.phase1_last])
     assert all(r.timestamp > hist.t_between for r in hist.all[hist.phase1_last :])
     assert rows(list(lsnwal.replay(hist.path, until_time=hist.t_between))) == phase1
+    # exclusive leaves out the target record: the last record at or before the time
     got = list(lsnwal.replay(hist.path, until_time=hist.t_between, inclusive=False))
-    assert rows(got) == phase1
+    assert rows(got) == phase1[:-1]
 
 
 def test_until_time_on_an_open_wal(wal_dir: Path) -> None:
@@ -479,7 +480,7 @@ def test_restore_by_time_and_mark(hist: History, tmp_path: Path) -> None:
     before = hashes(hist.path)
     cases: list[tuple[dict[str, object], list[lsnwal.Record]]] = [
         ({"until_time": hist.t_between}, hist.all[: hist.phase1_last]),
-        ({"until_time": hist.t_between, "inclusive": False}, hist.all[: hist.phase1_last]),
+        ({"until_time": hist.t_between, "inclusive": False}, hist.all[: hist.phase1_last - 1]),
         ({"until_mark": "before-migration"}, hist.all[: hist.mark_lsn]),
         ({"until_mark": "before-migration", "inclusive": False}, hist.all[: hist.mark_lsn - 1]),
         ({"until_lsn": 150, "inclusive": False}, hist.all[:149]),

@@ -4,11 +4,10 @@ Owns ``CliError``, how times and byte counts are printed, the argparse value
 types (times, counts, sizes, ages, record kinds), the progress bar and the
 read-only analysis of a WAL directory. Rules kept here:
 
-* **Read-only means read-only.** ``_analysis`` goes through
-  ``recovery.analyze`` (the one decoder), never takes the LOCK and never
+* **Read-only means read-only.** ``_analysis`` goes through ``WalReader`` (the
+  live-safe reader over the one decoder), never takes the LOCK and never
   creates, renames or deletes a file, so it works while the application is
-  writing; a live writer may rotate or archive between listings, so it looks
-  again (``_RETRIES`` times).
+  writing: segments that rotate or move are followed by LSN.
 * **Errors are one line.** An expected condition raises ``CliError`` (exit 1),
   a bad argument value ``argparse.ArgumentTypeError`` (exit 2); ``_parser``
   prints either as one line, never a traceback.
@@ -28,16 +27,14 @@ from typing import Any, Protocol, TypeVar
 
 from .. import format as fmt
 from ..config import WalConfig
-from ..errors import WalCorruptionError
 from ..fs import OsFileSystem
 from ..identity import IDENTITY_NAME, is_wal_dir
 from ..names import ACTIVE_NAME, WalPaths
-from ..recovery import Analysis, Seg, analyze
+from ..recovery import Analysis, Seg
 
 PROG = "lsnwal"
 _N = TypeVar("_N", int, float)
 _STATES = ("archive", "pending", "active")
-_RETRIES = 5  # a live writer may rotate or archive between our listings: look again
 
 
 class CliError(Exception):
@@ -250,16 +247,14 @@ def _check_wal_dir(path: str, cfg: WalConfig) -> WalPaths:
 
 
 def _analysis(paths: WalPaths, cfg: WalConfig) -> Analysis:
-    """Read-only analysis of every segment (archive headers and seals, live records)."""
-    fs = OsFileSystem()
-    last: Exception | None = None
-    for _ in range(_RETRIES):
-        try:
-            return analyze(fs, paths, cfg, full_archive=True)
-        except (FileNotFoundError, WalCorruptionError) as exc:
-            last = exc
-    assert last is not None
-    raise last
+    """Read-only analysis of every segment (archive headers and seals, live records).
+
+    Read through ``WalReader``: safe next to a live writer, no retry needed.
+    """
+    from ..reader import WalReader
+    from ..verify import analysis
+
+    return analysis(WalReader(paths.root, cfg))
 
 
 def _with_records(an: Analysis) -> list[Seg]:

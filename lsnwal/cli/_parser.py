@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
              "lsnwal dump data/wal --json --from-time 2024-05-01T12:00:00Z | jq .lsn",
              "lsnwal dump data/wal --kind mark --kind checkpoint",
              "lsnwal dump data/wal --from 42 --limit 1 --hex",
-             "lsnwal dump data/wal --json | jq -r .payload_b64 | base64 -d   # exact bytes"])
+             "lsnwal dump data/wal --json | jq -r .payload_b64 | base64 -d   # exact bytes",
+             "lsnwal dump data/wal --follow --json --from 5000"])
     p.add_argument("path", metavar="PATH", help="the WAL directory")
     p.add_argument("--from", dest="from_lsn", type=_positive_int, metavar="LSN",
                    help="first LSN to print (default: the oldest retained)")
@@ -153,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show only the first N payload bytes (text default 48; JSON default: "
                         "all, with truncated=true when cut)")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N records")
+    p.add_argument("--follow", action="store_true",
+                   help="keep printing records as they become durable (like tail -f; "
+                        "Ctrl-C stops)")
     _add_dirs(p)
 
     p = add("verify", "check every header, seal, checksum and LSN (read-only; exit 1 if damaged)",

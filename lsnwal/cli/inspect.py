@@ -3,10 +3,11 @@
 Owns what these four commands print, as text and as JSON (modelled on
 ``pg_waldump`` and ``pg_verifybackup``). Rules kept here:
 
-* **Read-only means read-only.** Every command here only reads: through
-  ``recovery.analyze``, ``replay`` and ``verify`` (the one decoder); none takes
-  the LOCK or creates, renames or deletes a file, so all work while the
-  application is writing. ``info`` finds the writer from the kernel's lock
+* **Read-only means read-only.** Every command here only reads, through
+  ``WalReader`` (the live-safe reader over the one decoder); none takes the LOCK
+  or creates, renames or deletes a file, so all work while the application is
+  writing. ``info`` shows the writer's published durable watermark;
+  ``dump --follow`` tails the log like ``tail -f``. ``info`` finds the writer from the kernel's lock
   table, never by taking or testing the lock.
 * **Damage is exit 1.** ``verify`` returns 1 when it finds a problem, 0 when
   the WAL is intact; other failures raise ``CliError`` (one line, exit 1).
@@ -29,9 +30,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import format as fmt
+from ..config import WalConfig
 from ..errors import WalError
 from ..identity import read_identity
 from ..names import WalPaths
+from ..watermark import read_watermark
 from ._common import (
     _STATES,
     _analysis,
@@ -86,6 +89,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     last = an.next_lsn - 1
     oldest = recs[0].first_lsn if recs else an.next_lsn
     holder = _lock_holder(paths)
+    wm = read_watermark(paths.root)
     per_state: dict[str, dict[str, Any]] = {}
     for state in _STATES:
         of = [s for s in segs if s.state == state]
@@ -114,9 +118,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         "format_version": fmt.FORMAT_VERSION,
         "segment_format_versions": versions,
         "last_lsn": last,
-        # Without a writer, open() makes everything found durable: synced == last found.
-        # With one, only the writer knows how far its fsyncs got.
-        "synced_lsn": last if holder is None else None,
+        # The writer's published watermark when there is one (it may lag, never lead);
+        # else, without a writer, open() makes everything found durable.
+        "synced_lsn": wm.synced_lsn if wm is not None else (last if holder is None else None),
+        "watermark": None if wm is None else {
+            "synced_lsn": wm.synced_lsn, "checkpoint_lsn": wm.checkpoint_lsn,
+            "writer_pid": wm.writer_pid, "updated_at": wm.updated_at},
         "checkpoint_lsn": an.checkpoint_lsn,
         "oldest_lsn": oldest if recs else None,
         "records": (last - oldest + 1) if recs else 0,
@@ -142,7 +149,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     vers = ", ".join(f"v{v}" for v in versions) or "-"
     print(f"  format version   {fmt.FORMAT_VERSION} (segments on disk: {vers})", file=out)
     print(f"  last LSN         {last}", file=out)
-    if holder is None:
+    if wm is not None:
+        state = "a writer holds the LOCK" if holder is not None else "no writer now"
+        print(f"  synced LSN       {wm.synced_lsn} (published by pid {wm.writer_pid} at "
+              f"{_fmt_time(wm.updated_at)}; {state})", file=out)
+    elif holder is None:
         print(f"  synced LSN       {last} (no writer: everything found is what open() keeps)",
               file=out)
     else:
@@ -239,6 +250,8 @@ def cmd_dump(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     paths = _check_wal_dir(args.path, cfg)
+    if args.follow:
+        return _follow(paths, cfg, args)
     an = _analysis(paths, cfg)
     recs = _with_records(an)
     last = an.next_lsn - 1
@@ -276,6 +289,37 @@ def cmd_dump(args: argparse.Namespace) -> int:
             shown += 1
             if args.limit is not None and shown >= args.limit:
                 break
+    return 0
+
+
+def _follow(paths: WalPaths, cfg: WalConfig, args: argparse.Namespace) -> int:
+    """``dump --follow``: durable records as they come, until the limit or Ctrl-C."""
+    from ..reader import WalReader
+
+    out = sys.stdout
+    shown = 0
+    kinds = set(args.kinds) if args.kinds else None
+    with WalReader(paths.root, cfg) as reader:
+        try:
+            for rec in reader.follow(from_lsn=args.from_lsn):
+                if args.until_lsn is not None and rec.lsn > args.until_lsn:
+                    break
+                if args.until_time is not None and rec.timestamp > args.until_time:
+                    break
+                if (args.from_time is not None and rec.timestamp < args.from_time) or (
+                        kinds is not None and rec.kind not in kinds):
+                    continue
+                if args.json:
+                    out.write(json.dumps(_record_json(rec, args.preview, args.hex)) + "\n")
+                else:
+                    for line in _record_text(rec, args.preview, args.hex):
+                        out.write(line + "\n")
+                out.flush()
+                shown += 1
+                if args.limit is not None and shown >= args.limit:
+                    break
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

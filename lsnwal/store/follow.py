@@ -85,6 +85,7 @@ class _OneSegment(StoreFileSystem):
         self._data = data
         self._objects = {name: len(data)}
         self._order = [name]
+        self.sparse = False  # the one segment is all there is: nothing else to look up
         self._fds: dict[int, str] = {}
         self._next_fd = 1
         self._lock = threading.Lock()
