@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint stress bench docs clean
+.PHONY: run test lint stress bench bench-quick docs clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,10 +43,17 @@ stress: $(VENV)/.test
 	$(PY) stress/crash_loop.py --cycles 500
 	$(PY) stress/soak.py --seconds 60
 
+# Figures (markdown + JSON) go to $(BENCH_OUT); `make bench-quick` is a seconds-long smoke run.
+BENCH_OUT ?= docs/results
 bench: $(VENV)/.bench
-	$(PY) stress/bench_append.py
-	$(PY) stress/bench_commit.py
-	$(PY) stress/bench_replay.py
+	$(PY) stress/bench_append.py --out $(BENCH_OUT)
+	$(PY) stress/bench_commit.py --out $(BENCH_OUT) --plot docs/img/commits.png
+	$(PY) stress/bench_replay.py --out $(BENCH_OUT) --plot docs/img/scans.png
+
+bench-quick: $(VENV)/.bench
+	$(PY) stress/bench_append.py --quick
+	$(PY) stress/bench_commit.py --quick
+	$(PY) stress/bench_replay.py --quick
 
 docs: $(VENV)/.docs
 	$(VENV)/bin/mkdocs build --strict
