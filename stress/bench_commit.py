@@ -34,6 +34,10 @@ LSNWAL_WORKLOADS = [
     ("1,000 tasks, await", "await", 1000),
 ]
 PEER_THREADS = (1, 16, 64)
+#: the plot's blocks: committers, then the lsnwal workloads with that many
+PLOT_BLOCKS = [(1, ["1 committer, wait()", "1 committer, sync()", "1 task, await"]),
+               (16, ["16 threads, wait()", "16 threads, sync()"]),
+               (64, ["64 threads, wait()"]), (1000, ["1,000 tasks, await"])]
 
 
 class NoSync:
@@ -172,10 +176,13 @@ def main() -> int:
     h.publish("commit", "Commits", facts, sections, r, targets, a.out,
               {"segment_files": files, "segment_files_expected": expected, "lone": a.lone})
     if a.plot:
-        bars = [(f"lsnwal {label}", rate(f"lsnwal {label}"), "lsnwal")
-                for label, _, _ in LSNWAL_WORKLOADS]
-        bars += [(f"{name}, {n} thread{'s' if n > 1 else ''}", rate(f"{name} {n}"), name)
-                 for name in peers for n in PEER_THREADS]
+        bars: list[tuple[str, float | None, str]] = []
+        for n, labels in PLOT_BLOCKS:  # one block per concurrency: lsnwal, ceiling, peers
+            bars += [(f"lsnwal {x}", rate(f"lsnwal {x}"), "lsnwal") for x in labels]
+            bars += [(f"no-op sync {x}", rate(f"no-op {x}"), "lsnwal, no-op sync backend")
+                     for x in labels]
+            bars += [(f"{name}, {n} thread{'s' if n > 1 else ''}", rate(f"{name} {n}"), name)
+                     for name in peers if n in PEER_THREADS]
         why = h.bar_plot(a.plot, "Durable commits/s, 100-byte records (log scale)",
                          "commits per second", bars)
         h.log(f"plot: {why or a.plot}")

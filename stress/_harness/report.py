@@ -107,7 +107,9 @@ def targets_table(targets: Sequence[Target]) -> str:
     def val(t: Target) -> str:
         if t.value is None:
             return "n/a"
-        return f"{t.value:.3g}x" if t.unit == "x" else f"{t.value:,.3g} {t.unit}"
+        if t.unit == "x":
+            return f"{t.value:.3g}x"
+        return f"{t.value:,.0f} {t.unit}" if t.value >= 100 else f"{t.value:.3g} {t.unit}"
     rows = [[t.label, val(t), ("<= " if t.at_most else ">= ") + f"{t.goal:g}"
              + ("x" if t.unit == "x" else f" {t.unit}"),
              {True: "met", False: "MISSED", None: "n/a"}[t.met]] for t in targets]
