@@ -1,7 +1,8 @@
 """Scan benchmark: records/s reading a WAL back, against a hand-written loop and two peers.
 
 One plain and one zstd-compressed WAL of ``--records`` 100-byte records are written
-once (default ``WalConfig``, then closed, so every segment is sealed in ``archive/``);
+once, in about 32 segments so that all but the last (the active one, ~3 % of the
+records, never compressed) are sealed in ``archive/``;
 LevelDB and LMDB are filled with the same records. Then, warm cache (one untimed pass
 first), interleaved repetitions of:
 
@@ -13,13 +14,19 @@ first), interleaved repetitions of:
 * ``verify()`` — every CRC checked, nothing built;
 * LevelDB's iterator and LMDB's cursor, for reference.
 
+Beside them: the bytes each archive takes on disk (the records look like an
+application's JSON log, so compression has something real to work on) and the median
+time ``replay(from_lsn=...)`` takes to reach a record near the end (21 runs each).
+
 Every workload must count exactly ``--records`` records, or it is reported as an error.
 Usage: ``python stress/bench_replay.py [--quick] [--records N] [--reps 3] [--out DIR]``.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,16 +39,46 @@ import lsnwal
 BATCH = 1000
 
 
-def build_wal(path: Path, n: int, compression: str | None) -> list[str]:
-    """Write ``n`` records with ``append_batch``, close; return the segment paths in order."""
-    wal = lsnwal.open(path, lsnwal.WalConfig(compression=compression))  # type: ignore[arg-type]
+def payloads(n: int) -> list[bytes]:
+    """``n`` distinct 100-byte records shaped like an application's log (JSON, ids, values)."""
+    ops = (b"set", b"del", b"incr", b"append")
+    return [(b'{"seq":%d,"op":"%s","key":"user:%06d:cart","value":%d,"ts":%d}'
+             % (i, ops[i % 4], i * 7919 % 1000003, i * 2654435761 % 100000,
+                1764633600 + i // 1000)).ljust(100) for i in range(n)]
+
+
+def build_wal(path: Path, records: list[bytes], compression: str | None) -> list[str]:
+    """Write ``records`` with ``append_batch``, close; return the segment paths in order.
+
+    Segments hold about 1/32 of the records, so that all but the last (the active one,
+    never compressed) are sealed in ``archive/``, compressed in the zstd WAL.
+    """
+    seg = max(64 * 1024, len(records) * 128 // 32)
+    config = lsnwal.WalConfig(compression=compression, segment_max_bytes=seg)  # type: ignore[arg-type]
+    wal = lsnwal.open(path, config)
     try:
-        chunk = [h.PAYLOAD] * BATCH
-        for i in range(0, n, BATCH):
-            wal.append_batch(chunk[: min(BATCH, n - i)])
+        for i in range(0, len(records), BATCH):
+            wal.append_batch(records[i : i + BATCH])
     finally:
         wal.close()
     return [str(s.path) for s in lsnwal.collect_all_segments(str(path))]
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes of every segment file of the WAL at ``path``."""
+    return sum(s.size_bytes for s in lsnwal.collect_all_segments(str(path)))
+
+
+def seek_s(path: Path, lsn: int, runs: int = 21) -> float:
+    """Median time from calling ``replay(from_lsn=lsn)`` to holding that record."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        rec = next(iter(lsnwal.replay(str(path), from_lsn=lsn)))  # the rest is never read
+        times.append(time.perf_counter() - t0)
+        if rec.lsn != lsn:
+            raise RuntimeError(f"replay(from_lsn={lsn}) began at {rec.lsn}")
+    return statistics.median(times)
 
 
 def counted(n: int, fn: Callable[[], int]) -> h.Run:
@@ -92,8 +129,12 @@ def main() -> int:
         facts = h.machine_facts(scratch)
         h.log(f"writing {n:,} records into each store ...")
         plain, zstd = scratch / "plain", scratch / "zstd"
-        segments = build_wal(plain, n, None)
-        build_wal(zstd, n, "zstd")
+        records = payloads(n)
+        segments = build_wal(plain, records, None)
+        build_wal(zstd, records, "zstd")
+        del records
+        sizes = {"plain": disk_bytes(plain), "zstd": disk_bytes(zstd)}
+        seeks = {"plain": seek_s(plain, n - 5), "zstd": seek_s(zstd, n - 5)}
         opened: dict[str, Any] = {}
         cases = [("hand-written loop", counted(n, lambda: h.naive_scan(segments))),
                  ("replay()", counted(n, lambda: replay_count(plain))),
@@ -139,8 +180,12 @@ def main() -> int:
     sections = [f"{n:,} records of 100 B, warm page cache, median of {a.reps} interleaved "
                 "repetitions; every workload counts every record.",
                 h.table(["scan", "records/s", "vs loop"], rows),
+                h.table(["archive", "MB on disk", "vs plain", f"seek to LSN {n - 5:,}"],
+                        [[k, f"{v / 1e6:,.1f}", f"{v / sizes['plain']:.2f}x",
+                          f"{seeks[k] * 1e3:.2f} ms"] for k, v in sizes.items()]),
                 *(["Errors:\n" + "\n".join(errors)] if errors else [])]
-    h.publish("replay", "Scans", facts, sections, r, targets, a.out, {"records": n})
+    h.publish("replay", "Scans", facts, sections, r, targets, a.out,
+              {"records": n, "bytes_on_disk": sizes, "seek_s": seeks})
     if a.plot:
         group = {"LevelDB iterator": "LevelDB", "LMDB cursor": "LMDB",
                  "hand-written loop": "hand-written loop"}

@@ -24,7 +24,7 @@ sys.path.insert(0, str(STRESS))
 import _harness as h  # noqa: E402
 
 SCRIPTS = {
-    "bench_commit.py": ("commit", ["--peers", "naive", "--lone", "50"],
+    "bench_commit.py": ("commit", ["--peers", "naive", "--lone", "50", "--seconds", "0.05"],
                         ["| lsnwal workload", "| peer (commits/s)", "segment files after 50"]),
     "bench_append.py": ("append", ["--records", "3000"],
                         ["| writer", "append_batch() / naive bulk loop"]),
