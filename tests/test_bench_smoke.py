@@ -48,7 +48,8 @@ def test_script_quick_run_prints_tables_and_writes_json(script: str, tmp_path: P
     md = (tmp_path / "out" / f"{name}.md").read_text(encoding="utf-8")
     assert md.rstrip() == proc.stdout.rstrip()
     doc = json.loads((tmp_path / "out" / f"{name}.json").read_text(encoding="utf-8"))
-    assert set(doc["facts"]) == {"date", "cpu", "cores", "python", "kernel", "file system"}
+    assert set(doc["facts"]) == {"date", "cpu", "cores", "memory", "python", "kernel",
+                                 "file system"}
     assert all(r["error"] is None and r["reps"] for r in doc["results"])
     assert all(rep["seconds"] > 0 for r in doc["results"] for rep in r["reps"])
     assert sum(r["rate"] for r in doc["results"]) > 0  # something was counted

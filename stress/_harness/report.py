@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent.parent
 
 
 def machine_facts(bench_dir: Path) -> dict[str, str]:
-    """CPU, cores, Python, kernel and the file system holding ``bench_dir``."""
+    """CPU, cores, memory, Python, kernel and the file system holding ``bench_dir``."""
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
         cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
@@ -43,10 +43,13 @@ def machine_facts(bench_dir: Path) -> dict[str, str]:
             under = target == mnt or target.startswith(mnt.rstrip("/") + "/")
             if under and len(mnt) >= len(best):
                 best, fs = mnt, f"{typ} on {dev} (mounted at {mnt})"
+    mem = "unknown"
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo") as fh:
+        mem = f"{int(fh.readline().split()[1]) / 2**20:.0f} GiB"
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "cpu": f"{cpu} ({platform.machine()})",
-            "cores": f"{os.cpu_count()} logical, {usable} usable",
+            "cores": f"{os.cpu_count()} logical, {usable} usable", "memory": mem,
             "python": f"{platform.python_implementation()} {platform.python_version()}",
             "kernel": f"{platform.system()} {platform.release()}",
             "file system": fs}
