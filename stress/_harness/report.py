@@ -193,6 +193,7 @@ def bar_plot(path: Path, title: str, xlabel: str,
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.patches import Patch
+        from matplotlib.ticker import FuncFormatter, NullFormatter
     except ImportError:
         return "matplotlib is not installed"
     rows = [(lab, v, g) for lab, v, g in bars if v]
@@ -210,7 +211,10 @@ def bar_plot(path: Path, title: str, xlabel: str,
     for yi, (_, v, _) in zip(y, rows, strict=True):
         ax.annotate(f"{v:,.0f}", (v, yi), xytext=(3, 0), textcoords="offset points",
                     va="center", fontsize=7)
-    ax.set_xlim(right=max(v for _, v, _ in rows if v) * 2.5)
+    values = [v for _, v, _ in rows if v]
+    ax.set_xlim(min(values) / 3, max(values) * 2.5)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     handles = [Patch(color=colours[g]) for g in groups]
     fig.legend(handles, groups, loc="lower center", ncol=min(len(groups), 4), fontsize=8,
                frameon=False)
