@@ -25,11 +25,12 @@ from .errors import (
 )
 from .format import FORMAT_VERSION, Record, RecordKind
 from .fs import FileSystem, OsFileSystem, OsSyncBackend, SyncBackend
+from .handle import SyncHandle
 from .recovery import SegmentInfo, collect_all_segments
 from .replay import Problem, VerifyReport, list_marks, replay, restore, verify
 from .restore import RestoreResult
 from .stats import WalStats
-from .sync import SegmentSyncManager, SyncHandle
+from .sync import SegmentSyncManager
 from .wal import AsyncWalWriter, open
 
 __version__ = "0.1.0"

@@ -51,12 +51,15 @@ class WalConfig:
     compression_level: int = 3
     #: How open() treats damage: "strict", "tolerate_tail" or "stop_at_corruption".
     recovery_mode: RecoveryMode = "tolerate_tail"
-    #: ``sync_async`` rotates the active segment into ``pending/`` (True, the
-    #: DESIGN contract), or asks the sync thread to fsync the active file in place
-    #: in the same FIFO (False: no new file per commit; segments rotate by size).
-    rotate_on_sync: bool = True
-    #: Buffered appends are handed to the OS once this many bytes accumulate.
-    write_buffer_bytes: int = 1024 * 1024
+    #: Also rotate the active segment once its first record is this old (None: rotate
+    #: by size only). Bounds how far the archive (and an object store) can lag behind.
+    segment_max_age_s: float | None = None
+    #: 0 (the default): every ``append`` hands its record to the operating system
+    #: before it returns, so killing the process loses nothing appended. A positive
+    #: value buffers appends in user space until that many bytes accumulate (or a
+    #: sync, rotation or close): faster bulk loads, but a process crash loses the
+    #: buffered records that were not synced.
+    write_buffer_bytes: int = 0
 
     def __post_init__(self) -> None:
         _int_at_least("segment_max_bytes", self.segment_max_bytes, MIN_SEGMENT_BYTES)
@@ -89,9 +92,11 @@ class WalConfig:
             raise ValueError(
                 f"recovery_mode must be one of {RECOVERY_MODES}, got {self.recovery_mode!r}"
             )
-        _int_at_least("write_buffer_bytes", self.write_buffer_bytes, 1)
-        if not isinstance(self.rotate_on_sync, bool):
-            raise ValueError("rotate_on_sync must be a bool")
+        _int_at_least("write_buffer_bytes", self.write_buffer_bytes, 0)
+        if self.segment_max_age_s is not None:
+            _number_positive("segment_max_age_s", self.segment_max_age_s)
+            if self.segment_max_age_s == float("inf"):
+                raise ValueError("segment_max_age_s must be finite (use None for no age limit)")
 
     def replace(self, **changes: object) -> WalConfig:
         """Return a copy with ``changes`` applied (validated again)."""

@@ -46,7 +46,7 @@ def write_restored(fs: FileSystem, target: str, records: Iterator[fmt.Record]) -
         start = first.lsn if first is not None else 1
         w = SegmentWriter(fs, paths, next_lsn=start, last_ts=0.0, checkpoint_lsn=0,
                           segment_max_bytes=cfg.segment_max_bytes,
-                          write_buffer_bytes=cfg.write_buffer_bytes)
+                          write_buffer_bytes=cfg.write_buffer_bytes or 1 << 20)
         count = 0
         last = None
         rec = first

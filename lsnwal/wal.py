@@ -1,26 +1,25 @@
 """``AsyncWalWriter``: the public WAL object — open/recover, append, sync, checkpoint, close.
 
-Owns the writer lock, the LOCK file and the wiring writer -> sync manager ->
-archiver. Rules kept here:
+A thin façade that owns the writer lock, the LOCK file and the wiring
+writer -> commit path (``sync.py``) -> archiver. Rules kept here:
 
-* Bad input changes nothing: payloads are checked (type, size) before the lock
-  is taken and before an LSN is assigned; ``append_batch`` checks every item
-  first; a call that times out on backpressure has appended nothing.
-* ``sync_async`` queues work only when the last LSN is not yet covered by queued
-  work; while the sync thread is busy it only flags that work is wanted, and the
-  thread makes one unit for every commit that arrived meanwhile (group commit).
-  The unit is a rotation into ``pending/`` (``rotate_on_sync=True``, the
-  default) or an in-place fsync of the active file through the same FIFO
-  (``False``). Rotations use a pre-created spare file, waited for outside the
-  writer lock, because creating a file can cost a millisecond.
-* The blocking ``sync()`` fsyncs the active file in place when no rotated
-  segment is waiting (nothing older can be unsynced then), so a lone committer
-  pays one fsync, not a rename + create + fsync + directory fsync; otherwise it
-  rotates and waits in FIFO order. Before acknowledging records of a fresh active
-  file it fsyncs the WAL directory once, so the file's name is durable too.
-* After any ``OSError`` on the write path the WAL is fail-stopped like after a
-  failed fsync: ``WalSyncError`` for every later call; ``close()`` never raises
-  for it and releases the lock so the directory can be reopened.
+* **Bad input changes nothing** (invariant 10): payloads are checked (type,
+  C-contiguity, size) before the lock is taken and before an LSN is assigned;
+  ``append_batch`` checks every item first; a call that times out on
+  backpressure has appended nothing.
+* **A commit never costs a file.** ``sync()`` and ``sync_async()`` ask the commit
+  path for an in-place fsync of the active file up to the last LSN (one unit,
+  extended by every commit that arrives before it is taken). Segments rotate
+  only when full (``segment_max_bytes``) or old (``segment_max_age_s``).
+* **One lock round trip per append**; the record reaches the OS inside it
+  (invariant 11), so LSN order is file order.
+* **Rotation** marks its renames with the commit path (``begin_rename`` /
+  ``end_rename``), so no LSN in a renamed file is acknowledged before both
+  directories are fsynced (invariant 5), whichever thread runs that fsync.
+* **Fail-stop**: after any ``OSError`` on the write path the WAL fails like after
+  a failed fsync; nothing more is written to that file (not even on close);
+  ``close()`` never raises for it and releases the lock so the directory can be
+  reopened.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from types import TracebackType
 
 from . import format as fmt
@@ -45,24 +44,35 @@ from .errors import (
     WalSyncError,
 )
 from .fs import FailpointHook, FileSystem, OsFileSystem, SyncBackend
+from .handle import SyncHandle
 from .names import TMP_SUFFIX, WalPaths, segment_name
 from .recovery import Analysis, analyze, apply_cuts
+from .spares import SPARE_PREFIX, SPARE_SUFFIX, SparePool
 from .stats import WalStats, percentile
-from .sync import SegmentSyncManager, SyncHandle
-from .writer import SPARE_PREFIX, SPARE_SUFFIX, SealedSegment, SegmentWriter, SparePool
-
-#: the sync thread waits at most this long for a pre-created segment file
-SPARE_WAIT_S = 0.005
+from .sync import SegmentSyncManager
+from .watermark import WatermarkWriter
+from .writer import SealedSegment, SegmentWriter
 
 
 def _as_payload(payload: object) -> bytes:
+    """The payload as ``bytes``: any C-contiguous buffer is accepted, anything else refused."""
     if type(payload) is bytes:
         return payload
-    if isinstance(payload, (bytearray, memoryview)):
-        return bytes(payload)
     if isinstance(payload, bytes):
         return bytes(payload)
-    raise TypeError(f"payload must be bytes-like, not {type(payload).__name__}")
+    try:
+        view = memoryview(payload)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"payload must be bytes-like (a buffer), not {type(payload).__name__}"
+        ) from None
+    with view:
+        if not view.c_contiguous:
+            raise TypeError(
+                "payload is a non-contiguous buffer; pass a C-contiguous one "
+                "(for example bytes(view) or view.tobytes())"
+            )
+        return view.tobytes()
 
 
 class AsyncWalWriter:
@@ -84,6 +94,7 @@ class AsyncWalWriter:
         self._backend = sync_backend if sync_backend is not None else fs.sync_backend()
         self._config = cfg
         self._max_record = cfg.max_record_bytes
+        self._max_age = cfg.segment_max_age_s
         self._fp = failpoint
         self._paths = paths = WalPaths.of(path, cfg)
         self._lock = threading.Lock()
@@ -108,7 +119,7 @@ class AsyncWalWriter:
             raise
         self._closed = False
         self._finalizer = weakref.finalize(
-            self, _abandon, self._mgr, self._archiver, self._spares, self._w, fs,
+            self, _abandon, self._mgr, self._archiver, self._spares, self._w, self._wm, fs,
             self._lock_handle, (self._root_fd, self._pending_fd),
         )
 
@@ -148,6 +159,12 @@ class AsyncWalWriter:
         self._pending_fd = fs.open_dir(paths.pending)
         # Everything found is durable from here on (D8: leftovers are fsynced, not trusted).
         backend.sync_dir(self._pending_fd)
+        synced = an.next_lsn - 1
+        self._wm = WatermarkWriter(fs, paths.root)
+        self._wm.publish(synced, an.checkpoint_lsn)
+        # Once per open, never on the commit path; through the file system's own backend
+        # (not a caller's instrumented one): an open-time detail, not a commit's fsync.
+        fs.sync_backend().sync_file(self._wm.fd)
         self._spares = SparePool(fs, paths.root)
         self._w = SegmentWriter(
             fs, paths, next_lsn=an.next_lsn, last_ts=an.last_ts,
@@ -155,10 +172,8 @@ class AsyncWalWriter:
             write_buffer_bytes=self._config.write_buffer_bytes, failpoint=self._fp,
             spares=self._spares,
         )
-        backend.sync_dir(self._root_fd)  # the new active file's name is durable
-        self._w.dir_synced = True
+        backend.sync_dir(self._root_fd)  # the new active file's (and WATERMARK's) name
         self._checkpoint_lsn = an.checkpoint_lsn
-        self._rotated_lsn = an.next_lsn - 1
         self._start_lsn = an.next_lsn
         self._archiver = Archiver(
             fs, backend, paths, self._config, an.archive, checkpoint_lsn=an.checkpoint_lsn,
@@ -166,19 +181,21 @@ class AsyncWalWriter:
         )
         self._archiver.rewrite_index()  # the seek index is a hint: rebuilt at every open
         self._mgr = SegmentSyncManager(
-            fs, backend, self._pending_fd, initial_synced_lsn=an.next_lsn - 1,
+            fs, backend, self._pending_fd, initial_synced_lsn=synced,
             on_synced=self._archiver.submit, failpoint=self._fp, root_dir_fd=self._root_fd,
+            watermark=self._wm, checkpoint_lsn=an.checkpoint_lsn,
         )
-        ref = weakref.ref(self)
+        if self._config.segment_max_age_s is not None:
+            ref = weakref.ref(self)
 
-        def rotate_for_sync() -> None:
-            wal = ref()
-            if wal is not None:
-                wal._rotate_for_sync()
+            def rotate_for_age() -> None:
+                wal = ref()
+                if wal is not None:
+                    wal._rotate_for_age()
 
-        self._mgr.rotate_callback = rotate_for_sync
+            self._mgr.age_callback = rotate_for_age
         if recovered:
-            self._archiver.submit(recovered, an.next_lsn - 1)
+            self._archiver.submit(recovered, synced)
 
     def _seal_recovered(self, an: Analysis) -> list[SealedSegment]:
         """Seal, fsync and move into pending/ what recovery kept outside the archive."""
@@ -267,7 +284,11 @@ class AsyncWalWriter:
     # ------------------------------------------------------------------ appends
 
     def append(self, payload: bytes | bytearray | memoryview) -> int:
-        """Append one DATA record; return its LSN (durable once ``synced_lsn`` reaches it)."""
+        """Append one DATA record; return its LSN (durable once ``synced_lsn`` reaches it).
+
+        The record is handed to the operating system before this returns (unless
+        ``write_buffer_bytes`` opted into a user-space buffer).
+        """
         p = payload if type(payload) is bytes else _as_payload(payload)
         n = len(p)
         if n > self._max_record:
@@ -288,10 +309,15 @@ class AsyncWalWriter:
             except OSError as exc:
                 raise self._fail(exc, "write to the active segment") from exc
             self._bytes += n
+            if lsn == w.first_lsn and self._max_age is not None:
+                self._arm_age()
             return lsn
 
     def append_batch(self, payloads: Iterable[bytes | bytearray | memoryview]) -> range:
-        """Append many DATA records at once (all or nothing); return their LSNs as a range."""
+        """Append many DATA records at once (all or nothing); return their LSNs as a range.
+
+        The batch reaches the operating system in one write per ~1 MiB of records.
+        """
         raw = list(payloads)
         items: list[bytes] = (
             raw  # type: ignore[assignment]
@@ -327,6 +353,8 @@ class AsyncWalWriter:
             except OSError as exc:
                 raise self._fail(exc, "write to the active segment") from exc
             self._bytes += total - fmt.RECORD_HEADER_SIZE * len(items)
+            if self._max_age is not None:
+                self._arm_age()
             return range(first, first + len(items))
 
     def _append_spanning(self, items: list[bytes]) -> int:
@@ -386,6 +414,7 @@ class AsyncWalWriter:
                 fmt.RecordKind.CHECKPOINT, fmt.encode_checkpoint_payload(lsn, p)
             )
             self._checkpoint_lsn = lsn
+            self._mgr.note_checkpoint(record_lsn, lsn)
         self._archiver.note_checkpoint(record_lsn, lsn)
         self._archiver.note_synced(self._mgr.synced_lsn)
         return record_lsn
@@ -403,20 +432,23 @@ class AsyncWalWriter:
 
     def _append_special(self, kind: int, stored: bytes) -> int:
         w = self._w
-        if not w.fits(len(stored)):
-            self._rotate_for_room(len(stored))
         try:
-            return w.append(kind, stored)
+            if not w.fits(len(stored)):
+                self._rotate_for_room(len(stored))
+            lsn = w.append(kind, stored)
+            if self._max_age is not None:
+                self._arm_age()
+            return lsn
+        except BackpressureTimeout:
+            raise
         except OSError as exc:
             raise self._fail(exc, "write to the active segment") from exc
 
     # ------------------------------------------------------------------ rotation
 
-    def _wait_room_locked(
-        self, rotations: int, timeout: float | None, needed: Callable[[], bool] | None = None
-    ) -> None:
-        """Wait (lock released meanwhile) until ``rotations`` more segments may be pending
-        (or, if given, until ``needed()`` turns False: someone else did the rotation)."""
+    def _wait_room_locked(self, rotations: int, timeout: float | None) -> None:
+        """Wait (writer lock released meanwhile) until ``rotations`` more segments may be
+        pending; ``BackpressureTimeout`` after ``timeout`` (default: the config's)."""
         cfg = self._config
         mgr = self._mgr
         max_segs = cfg.max_pending_segments - max(0, rotations - 1)
@@ -426,9 +458,7 @@ class AsyncWalWriter:
         limit = cfg.backpressure_timeout_s if timeout is None else timeout
         deadline = t0 + limit
         try:
-            while not mgr.has_room(max_segs, cfg.max_pending_bytes) and (
-                needed is None or needed()
-            ):
+            while not mgr.has_room(max_segs, cfg.max_pending_bytes):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise BackpressureTimeout(
@@ -437,7 +467,10 @@ class AsyncWalWriter:
                     )
                 self._lock.release()
                 try:
-                    mgr.wait_for_room(max_segs, cfg.max_pending_bytes, remaining)
+                    mgr.wait_for_room(
+                        max_segs, cfg.max_pending_bytes,
+                        None if remaining == float("inf") else remaining,
+                    )
                 finally:
                     self._lock.acquire()
                 self._check()
@@ -445,13 +478,23 @@ class AsyncWalWriter:
             self._backpressure_s += time.monotonic() - t0
 
     def _rotate_locked(self) -> None:
+        """Seal the active segment into ``pending/`` and queue it (writer lock held)."""
+        mgr = self._mgr
+        mgr.begin_rename()
+        w = self._w
+        w.sealed = None
+        sealed: SealedSegment | None = None
         try:
-            sealed = self._w.rotate()
+            sealed = w.rotate()
         except OSError as exc:
+            if w.fd < 0 and w.sealed is not None:  # renamed, but no new active file
+                sealed = w.sealed
             raise self._fail(exc, "segment rotation") from exc
+        finally:
+            mgr.end_rename(sealed)  # closes its descriptor if the WAL failed
         self._rotations += 1
-        self._rotated_lsn = sealed.last_lsn
-        self._mgr.enqueue(sealed)
+        if self._config.segment_max_age_s is not None:
+            mgr.age_deadline = None
 
     def _rotate_for_room(self, payload_len: int) -> None:
         """The active segment is full: rotate it (waiting for backpressure room)."""
@@ -459,135 +502,105 @@ class AsyncWalWriter:
         if not self._w.fits(payload_len):
             self._rotate_locked()
 
+    def rotate(self, timeout: float | None = None) -> int:
+        """Seal the active segment now and start a new one; return the sealed segment's
+        last LSN (0 when the active segment holds no record: nothing is done).
+
+        Never needed for durability (``sync`` fsyncs the active file in place); use it
+        to make everything appended so far archivable (and shippable) at once, as
+        ``pg_switch_wal`` does. ``timeout`` bounds the wait for backpressure room.
+        """
+        with self._lock:
+            self._check()
+            w = self._w
+            if w.record_count == 0:
+                return 0
+            self._wait_room_locked(1, timeout)  # may release the lock: look again after
+            last = w.last_lsn
+            self._rotate_locked()
+            return last
+
+    def _rotate_for_age(self) -> None:
+        """Called by the sync thread when the active segment is older than allowed."""
+        cfg = self._config
+        with self._lock:
+            if self._closed or self._mgr.failure is not None:
+                return
+            w = self._w
+            if w.record_count == 0:
+                return
+            age = cfg.segment_max_age_s
+            assert age is not None
+            due = w.first_ts + age - time.time()
+            if due > 0:  # the clock moved, or the segment is younger: look again later
+                self._mgr.age_deadline = time.monotonic() + due
+                return
+            if not self._mgr.has_room(cfg.max_pending_segments, cfg.max_pending_bytes):
+                self._mgr.age_deadline = time.monotonic() + min(age, 1.0)
+                return  # never wait here: the thread that would make room is this one
+            w.flush()
+            self._rotate_locked()
+
+    def _arm_age(self) -> None:
+        """Start the age clock of a segment that just got its first record."""
+        age = self._config.segment_max_age_s
+        if age is not None and self._mgr.age_deadline is None and self._w.record_count:
+            self._mgr.age_deadline = time.monotonic() + age
+            self._mgr.notify_age()
+
     # ------------------------------------------------------------------ durability
 
     def sync_async(self, timeout: float | None = None) -> SyncHandle:
         """Start making every appended record durable; return a handle for the last LSN.
 
-        ``timeout`` bounds only the wait for backpressure room.
+        ``timeout`` bounds only the wait for backpressure room (``max_pending_*``).
         """
-        with self._lock:
-            self._check()
-            return self._sync_async_locked(timeout)
-
-    def _sync_async_locked(self, timeout: float | None) -> SyncHandle:
-        target = self._w.next_lsn - 1
-        mgr = self._mgr
-        if target <= self._rotated_lsn or target <= mgr.synced_lsn:
-            return mgr.handle(target)  # already covered by queued or finished work
-        if self._config.rotate_on_sync:
-            # Backpressure (DESIGN.md): a commit that needs a rotation, made now or later by
-            # the busy sync thread, waits while the pending limits are reached.
-            self._wait_room_locked(1, timeout, lambda: target > self._rotated_lsn)
-            if target <= self._rotated_lsn:
-                return mgr.handle(target)
-        # One lock round trip: register the handle and, if the sync thread is busy, ask
-        # it to rotate once free (one rotation and one fsync then serve every commit
-        # that arrived meanwhile). If it is idle, queue the work now.
-        handle, now = mgr.request(target)
-        if now:
-            if not self._config.rotate_on_sync:
-                self._queue_in_place_locked()
-            elif self._spares.ready():
-                self._rotate_locked()
-            else:
-                # No pre-created file yet: creating one here would hold the writer lock
-                # for about a millisecond. Let the sync thread rotate once a spare is
-                # ready; commits arriving meanwhile join the same rotation.
-                mgr.defer_rotation()
-        return handle
-
-    def _queue_in_place_locked(self) -> None:
-        """``rotate_on_sync=False``: ask the sync thread to fsync the active file in place."""
-        w = self._w
-        try:
-            w.flush()
-            fd = self._fs.dup(w.fd)
-        except OSError as exc:
-            raise self._fail(exc, "write to the active segment") from exc
-        dir_fd = -1
-        if not w.dir_synced:
-            # The FIFO fsyncs the WAL directory before acknowledging anything of this
-            # active file; every later unit is processed after that.
-            dir_fd = self._root_fd
-            w.dir_synced = True
-        target = w.next_lsn - 1
-        self._rotated_lsn = target
-        self._mgr.enqueue(
-            SealedSegment(self._paths.active, fd, w.first_lsn, target, 0, w.last_ts,
-                          in_place=True, dir_fd=dir_fd)
-        )
-
-    def _rotate_for_sync(self) -> None:
-        """Called by the sync thread when commits are waiting for a rotation."""
-        if self._config.rotate_on_sync:
-            # Wait for a pre-created file *outside* the writer lock: appends go on and
-            # join this rotation (adaptive batching when file creation is slow).
-            self._spares.wait_ready(SPARE_WAIT_S)
-        with self._lock:
-            if self._closed or self._mgr.failure is not None:
-                return
-            if self._w.next_lsn - 1 > self._rotated_lsn:
-                if self._config.rotate_on_sync:
-                    self._rotate_locked()
-                else:
-                    self._queue_in_place_locked()
-
-    def sync(self) -> int:
-        """Make every appended record durable; return the durable LSN (blocking)."""
-        mgr = self._mgr
         with self._lock:
             self._check()
             w = self._w
             target = w.next_lsn - 1
+            mgr = self._mgr
             if target <= mgr.synced_lsn:
-                with mgr.cv:
-                    mgr.counters.commits += 1
-                return mgr.synced_lsn
-            in_place = target > self._rotated_lsn and mgr.idle()
-            if in_place:
-                try:
-                    w.flush()
-                    fd = self._fs.dup(w.fd)
-                except OSError as exc:
-                    raise self._fail(exc, "write to the active segment") from exc
-                need_dir = not w.dir_synced
-                generation = w.generation
+                return mgr.request(w.fd, target, False)
+            cfg = self._config
+            if not mgr.has_room(cfg.max_pending_segments, cfg.max_pending_bytes):
+                self._wait_room_locked(1, timeout)
+            if w.buf:
+                self._flush_locked()
+            return mgr.request(w.fd, target, True)
+
+    def sync(self) -> int:
+        """Make every appended record durable; return the durable LSN (blocking).
+
+        When no fsync is in flight the calling thread runs it itself; otherwise it
+        waits for the one in flight and (if needed) leads the next, which then
+        serves every commit that arrived meanwhile.
+        """
+        mgr = self._mgr
+        with self._lock:
+            if self._closed or mgr.failure is not None:
+                self._check()
+            w = self._w
+            target = w.next_lsn - 1
+            if w.buf:
+                self._flush_locked()
+            got = mgr.sync_or_handle(w.fd, target)
+        if got is not None:
+            if type(got) is list:
+                mgr.lead_round(got, target)
             else:
-                handle = self._sync_async_locked(None)
-        if not in_place:
-            handle.wait()
-            self._archiver.note_synced(mgr.synced_lsn)
-            return max(target, mgr.synced_lsn)
-        try:
-            fp = self._fp
-            if fp is not None:
-                fp("before_file_fsync")
-            t0 = time.perf_counter()
-            self._backend.sync_file(fd)
-            mgr.counters.note_fsync(time.perf_counter() - t0)
-            if fp is not None:
-                fp("after_file_fsync")
-            if need_dir:
-                if fp is not None:
-                    fp("before_dir_fsync")
-                self._backend.sync_dir(self._root_fd)
-                mgr.counters.dir_fsyncs += 1
-                if fp is not None:
-                    fp("after_dir_fsync")
-        except BaseException as exc:
-            raise self._fail(exc, "fsync of the active segment") from exc
-        finally:
-            with contextlib.suppress(OSError):
-                self._fs.close(fd)
-        if need_dir:
-            with self._lock:
-                if self._w.generation == generation:
-                    self._w.dir_synced = True
-        mgr.publish(target)
-        self._archiver.note_synced(mgr.synced_lsn)
+                assert isinstance(got, SyncHandle)
+                if not got.done_flag:
+                    mgr.wait_handle(got, None)
+                if got.error is not None:
+                    raise got.error
         return max(target, mgr.synced_lsn)
 
+    def _flush_locked(self) -> None:
+        try:
+            self._w.flush()
+        except OSError as exc:
+            raise self._fail(exc, "write to the active segment") from exc
     # ------------------------------------------------------------------ retention & stats
 
     def prune(self, dry_run: bool = False) -> list[PruneCandidate]:
@@ -641,25 +654,29 @@ class AsyncWalWriter:
     # ------------------------------------------------------------------ closing
 
     def close(self) -> None:
-        """Final sync, drain the sync and archive threads, release the lock (idempotent)."""
+        """Final sync, drain the sync and archive threads, release the lock (idempotent).
+
+        When it returns every ``SyncHandle`` is done: durable through the final
+        sync, or failed with a ``WalError`` (``WalClosedError`` for a commit that
+        raced ``close``, the WAL's failure after a failed write or fsync).
+        """
         if self._closed:
             return
         if self._mgr.failure is None:
-            with contextlib.suppress(WalSyncError):
+            with contextlib.suppress(WalError):
                 self.sync()
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            w = self._w
-            if self._mgr.failure is None:
-                with contextlib.suppress(OSError):
-                    w.flush()
+            if self._mgr.failure is not None:
+                self._w.broken = True  # after a failure nothing more is written (not a byte)
         self._mgr.stop()
         self._archiver.stop()
         self._spares.stop()
         with contextlib.suppress(OSError):
             self._w.close()
+        self._wm.close()
         self._finalizer.detach()
         self._release_files()
 
@@ -696,16 +713,24 @@ def _abandon(
     archiver: Archiver,
     spares: SparePool,
     writer: SegmentWriter,
+    wm: WatermarkWriter,
     fs: FileSystem,
     lock_handle: int,
     dir_fds: tuple[int, int],
 ) -> None:
-    """Release an AsyncWalWriter that was garbage-collected without ``close()``."""
-    with contextlib.suppress(Exception):
-        writer.close()
+    """Release an AsyncWalWriter that was garbage-collected without ``close()``.
+
+    Queued sync units are still run (their descriptors are open until the sync
+    thread stops); every handle left open then fails with ``WalClosedError``.
+    """
     mgr.stop(timeout=5.0)
     archiver.stop()
     spares.stop()
+    if mgr.failure is not None:
+        writer.broken = True
+    with contextlib.suppress(Exception):
+        writer.close()
+    wm.close()
     for fd in dir_fds:
         with contextlib.suppress(OSError):
             fs.close(fd)

@@ -68,7 +68,6 @@ BAD_VALUES: list[tuple[str, Any]] = [
     ("recovery_mode", "STRICT"),
     ("recovery_mode", None),
     ("recovery_mode", ""),
-    ("write_buffer_bytes", 0),
     ("write_buffer_bytes", -1),
     ("write_buffer_bytes", 1.0),
 ]

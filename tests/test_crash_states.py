@@ -72,9 +72,8 @@ CONFIGS: dict[str, lsnwal.WalConfig] = {
     # archive off: synced segments are deleted once the checkpoint covers them
     "off": lsnwal.WalConfig(segment_max_bytes=4096, archive_enabled=False,
                             write_buffer_bytes=1500),
-    # rotate_on_sync=False: the sync thread fsyncs the active file in place (FIFO)
-    "inplace": lsnwal.WalConfig(segment_max_bytes=4096, rotate_on_sync=False,
-                                archive_max_segments=2, write_buffer_bytes=1000),
+    # the default: unbuffered appends (each record reaches the file at once)
+    "inplace": lsnwal.WalConfig(segment_max_bytes=4096, archive_max_segments=2),
     # zstd archive (copy to .tmp, fsync, rename, fsync, unlink pending), pruned by bytes
     "zstd": lsnwal.WalConfig(segment_max_bytes=4096, compression="zstd",
                              archive_max_bytes=9000, write_buffer_bytes=900),

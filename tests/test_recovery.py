@@ -24,7 +24,7 @@ from lsnwal import WalConfig, WalCorruptionError
 from lsnwal import format as fmt
 from lsnwal.fs import OsFileSystem, OsSyncBackend
 from lsnwal.names import segment_name
-from lsnwal.writer import SPARE_PREFIX, SPARE_SUFFIX
+from lsnwal.spares import SPARE_PREFIX, SPARE_SUFFIX
 
 SMALL = WalConfig(segment_max_bytes=4096)
 MODES = ("strict", "tolerate_tail", "stop_at_corruption")
@@ -142,6 +142,7 @@ def multi_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("multi") / "wal"
     with lsnwal.open(root, SMALL) as wal:
         wal.append_batch(MULTI_PAYLOADS[:120])
+        wal.rotate()
         wal.sync()
         wal.append_batch(MULTI_PAYLOADS[120:])
         assert wal.wait_archived(timeout=10)

@@ -27,7 +27,7 @@ from lsnwal.testing import (
     FailingSyncBackend,
     SlowSyncBackend,
 )
-from lsnwal.writer import SPARE_PREFIX, SPARE_SUFFIX
+from lsnwal.spares import SPARE_PREFIX, SPARE_SUFFIX
 
 SMALL = lsnwal.WalConfig(segment_max_bytes=4096)
 WAIT_S = 10.0  # generous upper bound for anything that must happen

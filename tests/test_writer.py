@@ -15,7 +15,7 @@ import pytest
 
 import lsnwal
 from lsnwal import RecordKind, WalConfig
-from lsnwal.writer import SPARE_PREFIX, SPARE_SUFFIX
+from lsnwal.spares import SPARE_PREFIX, SPARE_SUFFIX
 
 # --------------------------------------------------------------------------- helpers
 
