@@ -1,8 +1,8 @@
 """Scan benchmark: records/s reading a WAL back, against a hand-written loop and two peers.
 
 One plain and one zstd-compressed WAL of ``--records`` 100-byte records are written
-once, in about 32 segments so that all but the last (the active one, ~3 % of the
-records, never compressed) are sealed in ``archive/``;
+once with the default ``WalConfig``, the active segment sealed with ``wal.rotate()``
+so that every record is in ``archive/`` (compressed in the zstd WAL);
 LevelDB and LMDB are filled with the same records. Then, warm cache (one untimed pass
 first), interleaved repetitions of:
 
@@ -48,17 +48,14 @@ def payloads(n: int) -> list[bytes]:
 
 
 def build_wal(path: Path, records: list[bytes], compression: str | None) -> list[str]:
-    """Write ``records`` with ``append_batch``, close; return the segment paths in order.
-
-    Segments hold about 1/32 of the records, so that all but the last (the active one,
-    never compressed) are sealed in ``archive/``, compressed in the zstd WAL.
-    """
-    seg = max(64 * 1024, len(records) * 128 // 32)
-    config = lsnwal.WalConfig(compression=compression, segment_max_bytes=seg)  # type: ignore[arg-type]
-    wal = lsnwal.open(path, config)
+    """Write ``records`` with ``append_batch``, seal the active segment (``wal.rotate()``) so
+    that every record is in the archive (compressed in the zstd WAL), close; return the
+    segment paths in order."""
+    wal = lsnwal.open(path, lsnwal.WalConfig(compression=compression))  # type: ignore[arg-type]
     try:
         for i in range(0, len(records), BATCH):
             wal.append_batch(records[i : i + BATCH])
+        wal.rotate()
     finally:
         wal.close()
     return [str(s.path) for s in lsnwal.collect_all_segments(str(path))]
