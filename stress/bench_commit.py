@@ -123,13 +123,19 @@ def main() -> int:
     a = p.parse_args()
     h.apply_quick(a, p, seconds=0.1, warmup=0.02, lone=200)
     peers = [x for x in a.peers.split(",") if x]
+    # Each block puts the workloads a target compares next to each other (the reference
+    # peer first), so that a burst of load from elsewhere hits both sides alike.
     cases: list[tuple[str, h.Run]] = []
-    for label, mode, n in LSNWAL_WORKLOADS:
-        cases.append((f"lsnwal {label}", lsnwal_case(mode, n, False, a.warmup, a.seconds)))
-        cases.append((f"no-op {label}", lsnwal_case(mode, n, True, a.warmup, a.seconds)))
-    for name in peers:
-        for n in PEER_THREADS:
-            cases.append((f"{name} {n}", peer_case(name, n, a.warmup, a.seconds)))
+    modes = {label: (mode, n) for label, mode, n in LSNWAL_WORKLOADS}
+    refs = [x for x in peers if x in ("naive", "leveldb")]
+    others = [x for x in peers if x not in refs]
+    for n, labels in [*PLOT_BLOCKS[:2], (64, PLOT_BLOCKS[2][1] + PLOT_BLOCKS[3][1])]:
+        cases += [(f"{name} {n}", peer_case(name, n, a.warmup, a.seconds)) for name in refs]
+        cases += [(f"lsnwal {x}", lsnwal_case(*modes[x], False, a.warmup, a.seconds))
+                  for x in labels]
+        cases += [(f"{name} {n}", peer_case(name, n, a.warmup, a.seconds)) for name in others]
+    cases += [(f"no-op {x}", lsnwal_case(*modes[x], True, a.warmup, a.seconds))
+              for x, _, _ in LSNWAL_WORKLOADS]
     with h.scratch_dir(a.dir, "bench-commit") as scratch:
         facts = h.machine_facts(scratch)
         r = h.interleave(cases, a.reps, scratch, h.log)
