@@ -180,7 +180,9 @@ class Archiver:
                     self._prune(cp, dry_run=False)
             except BaseException as exc:  # keep the segments where they are, report loudly
                 self.error = exc
-                log.error("lsnwal: archiving stopped: %r (segments stay in pending/)", exc)
+                log.error("lsnwal: archiving stopped: %r (segments stay in pending/)", exc,
+                          extra={"event": "archive_failed", "error": repr(exc),
+                                 "archive_dir": self._paths.archive})
             finally:
                 with self._cv:
                     self._busy = False

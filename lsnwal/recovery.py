@@ -510,14 +510,20 @@ def apply_cuts(fs: FileSystem, an: Analysis, backend: SyncBackend | None = None)
         finally:
             fs.close(fd)
         touched_dirs.add(os.path.dirname(seg.path))
-        log.warning("lsnwal recovery: %s", an.report()[0])
+        log.warning("lsnwal recovery: %s", an.report()[0], extra={
+            "event": "recovery_cut", "path": seg.path, "offset": off,
+            "cut_bytes": len(cut_bytes), "broken_path": broken, "next_lsn": an.next_lsn,
+            "reason": an.cut_reason})
     for s in an.set_aside:
         touched_dirs.add(os.path.dirname(s.path))
         if s.state == "active" and s.size == 0:
             fs.unlink(s.path)  # created just before the crash: no bytes, no evidence
             continue
-        fs.rename(s.path, _free_name(fs, s.path + BROKEN_SUFFIX))
-        log.warning("lsnwal recovery: set aside %s", s.path)
+        aside = _free_name(fs, s.path + BROKEN_SUFFIX)
+        fs.rename(s.path, aside)
+        log.warning("lsnwal recovery: set aside %s", s.path, extra={
+            "event": "recovery_set_aside", "path": s.path, "broken_path": aside,
+            "first_lsn": s.first_lsn})
     for s in an.duplicates:
         fs.unlink(s.path)
         touched_dirs.add(os.path.dirname(s.path))

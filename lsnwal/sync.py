@@ -45,12 +45,12 @@ from collections.abc import Callable
 from .errors import WalClosedError, WalError, WalSyncError
 from .fs import FailpointHook, FileSystem, SyncBackend
 from .handle import SyncHandle, Waiter, thread_waiter
+from .stats import SyncCounters
 from .watermark import WatermarkWriter
 from .writer import SealedSegment
 
 log = logging.getLogger("lsnwal")
 
-_LATENCY_WINDOW = 4096
 _Loops = dict[asyncio.AbstractEventLoop, list["asyncio.Future[None]"]]
 
 
@@ -64,25 +64,6 @@ class Unit:
         self.last_lsn = last_lsn
         self.seg = seg
         self.futs: dict[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
-
-
-class SyncCounters:
-    """Counters the commit path keeps for ``stats()`` (read under the manager's lock)."""
-
-    def __init__(self) -> None:
-        self.fsyncs = 0
-        self.dir_fsyncs = 0
-        self.commits = 0
-        self.rounds = 0
-        self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
-        self.fsync_max_s = 0.0
-
-    def note_fsync(self, seconds: float) -> None:
-        """Count one file fsync and its latency."""
-        self.fsyncs += 1
-        self.latencies.append(seconds)
-        if seconds > self.fsync_max_s:
-            self.fsync_max_s = seconds
 
 
 def _resolve_futures(futs: list[asyncio.Future[None]]) -> None:
@@ -148,9 +129,8 @@ class SegmentSyncManager:
     def request(self, fd: int, target: int, wake_thread: bool) -> SyncHandle:
         """A handle for ``target`` (called under the writer lock, so targets only grow).
 
-        If no unit covers ``target`` yet, extend the newest queued in-place unit of
-        the same file or queue a new one. ``wake_thread`` asks the background thread
-        to run it (``sync_async``); a blocking committer leads itself instead.
+        ``wake_thread`` asks the background thread to run the unit (``sync_async``);
+        a committer that will block leads itself instead.
         """
         h = SyncHandle(self, target)
         with self.lock:
@@ -160,31 +140,19 @@ class SegmentSyncManager:
                 h.done_flag = True
                 self.counters.commits += 1
                 return h
-            unit: Unit | None
-            if target > self.requested_lsn:
-                q = self._queue
-                if q and q[-1].seg is None and q[-1].fd == fd:
-                    unit = q[-1]
-                    unit.last_lsn = target
-                else:
-                    unit = Unit(fd, target, None)
-                    q.append(unit)
-                self.requested_lsn = target
-                if wake_thread and not self._leader:
-                    self.cv.notify()
-            else:
-                unit = self._covering(target)
-            h._unit = unit
+            h._unit = self._cover_locked(fd, target)
             self._handles.append(h)
+            if wake_thread and not self._leader:
+                self.cv.notify()
         return h
 
     def sync_or_handle(self, fd: int, target: int) -> SyncHandle | list[Unit] | None:
         """The blocking ``sync()``'s entry (under the writer lock, like ``request``).
 
         None: ``target`` is durable already. A list: nobody was leading, so the caller
-        now leads and must pass this round (every queued unit plus one covering
-        ``target``) to ``lead_round``, with no handle and no hand-off to another
-        thread. A handle: someone leads; wait on it (``wait_handle``).
+        now leads and must pass this round (every queued unit, one of them covering
+        ``target``) to ``lead_round``: no handle, no hand-off to another thread. A
+        handle: someone leads; wait on it (``wait_handle``).
         """
         with self.lock:
             if self.failure is not None:
@@ -192,31 +160,15 @@ class SegmentSyncManager:
             if target <= self.synced_lsn:
                 self.counters.commits += 1
                 return None
+            unit = self._cover_locked(fd, target)
             if self._leader:
                 h = SyncHandle(self, target)
-                if target > self.requested_lsn:
-                    q = self._queue
-                    if q and q[-1].seg is None and q[-1].fd == fd:
-                        q[-1].last_lsn = target
-                        h._unit = q[-1]
-                    else:
-                        h._unit = Unit(fd, target, None)
-                        q.append(h._unit)
-                    self.requested_lsn = target
-                else:
-                    h._unit = self._covering(target)
+                h._unit = unit
                 self._handles.append(h)
                 return h
             self._leader = True
-            q = self._queue
-            if target > self.requested_lsn:
-                if q and q[-1].seg is None and q[-1].fd == fd:
-                    q[-1].last_lsn = target
-                else:
-                    q.append(Unit(fd, target, None))
-                self.requested_lsn = target
-            batch = list(q)
-            q.clear()
+            batch = list(self._queue)
+            self._queue.clear()
             self._inflight = batch
             self.counters.commits += 1
             return batch
@@ -227,14 +179,26 @@ class SegmentSyncManager:
         if self.failure is not None:
             raise self.failure
 
-    def _covering(self, target: int) -> Unit | None:
+    def _cover_locked(self, fd: int, target: int) -> Unit:
+        """The unit that makes ``target`` durable: extend the newest queued in-place unit
+        of the same file, or queue a new one, unless one queued or in flight covers it."""
+        if target > self.requested_lsn:
+            self.requested_lsn = target
+            q = self._queue
+            if q and q[-1].seg is None and q[-1].fd == fd:
+                unit = q[-1]
+                unit.last_lsn = target
+                return unit
+            unit = Unit(fd, target, None)
+            q.append(unit)
+            return unit
         for u in self._inflight:
             if u.last_lsn >= target:
                 return u
         for u in self._queue:
             if u.last_lsn >= target:
                 return u
-        return None  # pragma: no cover - every target <= requested_lsn is covered
+        raise AssertionError("every target <= requested_lsn is covered")  # pragma: no cover
 
     def begin_rename(self) -> None:
         """A rotation is about to rename files (leaders wait before they publish)."""
@@ -277,6 +241,8 @@ class SegmentSyncManager:
 
     def wait_handle(self, h: SyncHandle, timeout: float | None) -> bool:
         """Block until ``h`` is done (True) or ``timeout`` passes (False); lead if free."""
+        if timeout is not None and timeout >= threading.TIMEOUT_MAX:
+            timeout = None  # inf (or anything a lock cannot wait for): no limit
         deadline = None if timeout is None else time.monotonic() + timeout
         w = thread_waiter()
         lock = self.lock
@@ -343,6 +309,8 @@ class SegmentSyncManager:
 
     def wait_for_room(self, max_segments: int, max_bytes: int, timeout: float | None) -> bool:
         """Block until there is room (True) or ``timeout`` passes (False)."""
+        if timeout is not None and timeout >= threading.TIMEOUT_MAX:
+            timeout = None  # inf: wait forever
         with self.lock:
             return self._room.wait_for(
                 lambda: self.failure is not None

@@ -27,13 +27,12 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 import weakref
 from collections.abc import Iterable
 from types import TracebackType
 
 from . import format as fmt
-from .archive import Archiver, PruneCandidate
+from .archive import PruneCandidate
 from .config import WalConfig
 from .errors import (
     BackpressureTimeout,
@@ -45,13 +44,11 @@ from .errors import (
 )
 from .fs import FailpointHook, FileSystem, OsFileSystem, SyncBackend
 from .handle import SyncHandle
-from .names import TMP_SUFFIX, WalPaths, segment_name
-from .recovery import Analysis, analyze, apply_cuts
-from .spares import SPARE_PREFIX, SPARE_SUFFIX, SparePool
+from .identity import prepare_wal_dir
+from .names import WalPaths
+from .opening import abandon, close_fds, open_parts
+from .rotation import Rotator
 from .stats import WalStats, percentile
-from .sync import SegmentSyncManager
-from .watermark import WatermarkWriter
-from .writer import SealedSegment, SegmentWriter
 
 
 def _as_payload(payload: object) -> bytes:
@@ -86,6 +83,8 @@ class AsyncWalWriter:
         sync_backend: SyncBackend | None = None,
         fs: FileSystem | None = None,
         failpoint: FailpointHook | None = None,
+        create_if_missing: bool = True,
+        error_if_exists: bool = False,
     ) -> None:
         cfg = config if config is not None else WalConfig()
         if not isinstance(cfg, WalConfig):
@@ -100,12 +99,12 @@ class AsyncWalWriter:
         self._lock = threading.Lock()
         self._closed = True
         self._lock_handle = -1
-        self._root_fd = self._pending_fd = -1
-        self._bytes = self._rotations = 0
-        self._backpressure_s = 0.0
-        self.recovery_report: list[str] = []
+        self._bytes = 0
 
-        created_root = fs.makedirs(paths.root)
+        # Open modes and the identity file (written with the file system's own backend:
+        # once per directory, before this WAL's sync backend takes over).
+        created_root = prepare_wal_dir(fs, paths.root, create_if_missing=create_if_missing,
+                                       error_if_exists=error_if_exists)
         try:
             self._lock_handle = fs.lock(paths.lock)
         except BlockingIOError:
@@ -113,15 +112,21 @@ class AsyncWalWriter:
                 f"{paths.root} is locked by another writer ({paths.lock})"
             ) from None
         try:
-            self._open_locked(created_root)
+            parts = open_parts(fs, self._backend, paths, cfg, failpoint, created_root)
         except BaseException:
-            self._release_files()
+            with contextlib.suppress(OSError):
+                fs.unlock(self._lock_handle)
             raise
+        self._parts = parts
+        self._w, self._mgr, self._archiver = parts.writer, parts.mgr, parts.archiver
+        self._checkpoint_lsn = parts.checkpoint_lsn
+        self._rot = rot = Rotator(self._lock, self._w, self._mgr, cfg, paths.root)
+        #: what recovery did at open (cuts, set-aside files, duplicates), one line each
+        self.recovery_report: list[str] = parts.recovery_report
+        if cfg.segment_max_age_s is not None:
+            self._mgr.age_callback = rot.rotate_for_age
         self._closed = False
-        self._finalizer = weakref.finalize(
-            self, _abandon, self._mgr, self._archiver, self._spares, self._w, self._wm, fs,
-            self._lock_handle, (self._root_fd, self._pending_fd),
-        )
+        self._finalizer = weakref.finalize(self, abandon, parts, fs, self._lock_handle)
 
     # ------------------------------------------------------------------ opening
 
@@ -134,100 +139,17 @@ class AsyncWalWriter:
         sync_backend: SyncBackend | None = None,
         fs: FileSystem | None = None,
         failpoint: FailpointHook | None = None,
+        create_if_missing: bool = True,
+        error_if_exists: bool = False,
     ) -> AsyncWalWriter:
-        """Create the WAL directory, or recover the one that is there."""
-        return cls(path, config, sync_backend=sync_backend, fs=fs, failpoint=failpoint)
+        """Create the WAL directory, or recover the one that is there.
 
-    def _open_locked(self, created_root: bool) -> None:
-        fs, backend, paths = self._fs, self._backend, self._paths
-        made = [fs.makedirs(paths.pending), fs.makedirs(paths.archive)]
-        if created_root or any(made):
-            for d in {os.path.dirname(paths.root), paths.root, os.path.dirname(paths.pending),
-                      os.path.dirname(paths.archive)}:
-                self._sync_dir(d)
-        for name in fs.listdir(paths.archive):  # copies interrupted by a crash
-            if name.endswith(TMP_SUFFIX):
-                fs.unlink(os.path.join(paths.archive, name))
-        for name in fs.listdir(paths.root):  # unused spare files of an earlier run
-            if name.startswith(SPARE_PREFIX) and name.endswith(SPARE_SUFFIX):
-                fs.unlink(os.path.join(paths.root, name))
-        an = analyze(fs, paths, self._config)
-        apply_cuts(fs, an, self._backend)
-        self.recovery_report = an.report()
-        recovered = self._seal_recovered(an)
-        self._root_fd = fs.open_dir(paths.root)
-        self._pending_fd = fs.open_dir(paths.pending)
-        # Everything found is durable from here on (D8: leftovers are fsynced, not trusted).
-        backend.sync_dir(self._pending_fd)
-        synced = an.next_lsn - 1
-        self._wm = WatermarkWriter(fs, paths.root)
-        self._wm.publish(synced, an.checkpoint_lsn)
-        # Once per open, never on the commit path; through the file system's own backend
-        # (not a caller's instrumented one): an open-time detail, not a commit's fsync.
-        fs.sync_backend().sync_file(self._wm.fd)
-        self._spares = SparePool(fs, paths.root)
-        self._w = SegmentWriter(
-            fs, paths, next_lsn=an.next_lsn, last_ts=an.last_ts,
-            checkpoint_lsn=an.checkpoint_lsn, segment_max_bytes=self._config.segment_max_bytes,
-            write_buffer_bytes=self._config.write_buffer_bytes, failpoint=self._fp,
-            spares=self._spares,
-        )
-        backend.sync_dir(self._root_fd)  # the new active file's (and WATERMARK's) name
-        self._checkpoint_lsn = an.checkpoint_lsn
-        self._start_lsn = an.next_lsn
-        self._archiver = Archiver(
-            fs, backend, paths, self._config, an.archive, checkpoint_lsn=an.checkpoint_lsn,
-            failpoint=self._fp,
-        )
-        self._archiver.rewrite_index()  # the seek index is a hint: rebuilt at every open
-        self._mgr = SegmentSyncManager(
-            fs, backend, self._pending_fd, initial_synced_lsn=synced,
-            on_synced=self._archiver.submit, failpoint=self._fp, root_dir_fd=self._root_fd,
-            watermark=self._wm, checkpoint_lsn=an.checkpoint_lsn,
-        )
-        if self._config.segment_max_age_s is not None:
-            ref = weakref.ref(self)
-
-            def rotate_for_age() -> None:
-                wal = ref()
-                if wal is not None:
-                    wal._rotate_for_age()
-
-            self._mgr.age_callback = rotate_for_age
-        if recovered:
-            self._archiver.submit(recovered, synced)
-
-    def _seal_recovered(self, an: Analysis) -> list[SealedSegment]:
-        """Seal, fsync and move into pending/ what recovery kept outside the archive."""
-        fs, backend, paths = self._fs, self._backend, self._paths
-        out: list[SealedSegment] = []
-        for seg in an.live:
-            if seg.count == 0 and seg.end.verdict != fmt.SEALED:
-                fs.unlink(seg.path)  # header-only: nothing to keep, LSNs continue anyway
-                continue
-            fd = fs.open_write(seg.path)
-            try:
-                if seg.end.verdict != fmt.SEALED:
-                    if fs.fsize(fd) != seg.data_end:
-                        fs.truncate(fd, seg.data_end)
-                    fs.write(fd, fmt.encode_seal(seg.rebuilt_seal()))
-                backend.sync_file(fd)
-                size = fs.fsize(fd)
-            finally:
-                fs.close(fd)
-            path = seg.path
-            if seg.state == "active":
-                path = os.path.join(paths.pending, segment_name(seg.first_lsn))
-                fs.rename(seg.path, path)
-            out.append(SealedSegment(path, -1, seg.first_lsn, seg.last_lsn, size, seg.last_ts))
-        return out
-
-    def _sync_dir(self, path: str) -> None:
-        fd = self._fs.open_dir(path)
-        try:
-            self._backend.sync_dir(fd)
-        finally:
-            self._fs.close(fd)
+        ``create_if_missing=False`` refuses a directory that holds no WAL yet;
+        ``error_if_exists=True`` refuses one that does. A non-empty directory
+        that is not a WAL is always refused (``WalError``).
+        """
+        return cls(path, config, sync_backend=sync_backend, fs=fs, failpoint=failpoint,
+                   create_if_missing=create_if_missing, error_if_exists=error_if_exists)
 
     # ------------------------------------------------------------------ properties
 
@@ -302,7 +224,7 @@ class AsyncWalWriter:
             try:
                 lsn = w.try_append(1, p)
                 while not lsn:  # the active segment is full (rare): rotate, then retry
-                    self._rotate_for_room(n)
+                    self._rot.rotate_for_room(n)
                     lsn = w.try_append(1, p)
             except BackpressureTimeout:  # a TimeoutError, hence an OSError: not a disk failure
                 raise
@@ -310,7 +232,7 @@ class AsyncWalWriter:
                 raise self._fail(exc, "write to the active segment") from exc
             self._bytes += n
             if lsn == w.first_lsn and self._max_age is not None:
-                self._arm_age()
+                self._rot.arm_age()
             return lsn
 
     def append_batch(self, payloads: Iterable[bytes | bytearray | memoryview]) -> range:
@@ -347,46 +269,15 @@ class AsyncWalWriter:
                 ):
                     first = w.append_many(items)
                 else:
-                    first = self._append_spanning(items)
+                    first = self._rot.append_spanning(items)
             except BackpressureTimeout:  # a TimeoutError, hence an OSError: not a disk failure
                 raise
             except OSError as exc:
                 raise self._fail(exc, "write to the active segment") from exc
             self._bytes += total - fmt.RECORD_HEADER_SIZE * len(items)
             if self._max_age is not None:
-                self._arm_age()
+                self._rot.arm_age()
             return range(first, first + len(items))
-
-    def _append_spanning(self, items: list[bytes]) -> int:
-        """Append a batch that needs rotations, reserving backpressure room first."""
-        w = self._w
-        # Plan the segments the batch will need, so that nothing is appended unless
-        # every rotation it needs can happen now.
-        used = w.active_bytes
-        count = w.record_count
-        reserve = w.seal_reserve
-        rotations = 0
-        limit = self._config.segment_max_bytes
-        for p in items:
-            size = fmt.RECORD_HEADER_SIZE + len(p)
-            if count and used + size + reserve > limit:
-                rotations += 1
-                used, count, reserve = fmt.HEADER_SIZE, 0, 200
-            used += size
-            count += 1
-        cfg = self._config
-        if rotations > cfg.max_pending_segments:
-            raise ValueError(
-                f"this batch needs {rotations} segment rotations, more than "
-                f"max_pending_segments={cfg.max_pending_segments}; split it"
-            )
-        self._wait_room_locked(rotations, None)
-        first = w.next_lsn
-        for p in items:
-            if not w.fits(len(p)):
-                self._rotate_locked()
-            w.append(1, p)
-        return first
 
     def checkpoint(self, lsn: int, payload: bytes | bytearray | memoryview = b"") -> int:
         """Declare that the application's state covers every record up to ``lsn``.
@@ -434,10 +325,10 @@ class AsyncWalWriter:
         w = self._w
         try:
             if not w.fits(len(stored)):
-                self._rotate_for_room(len(stored))
+                self._rot.rotate_for_room(len(stored))
             lsn = w.append(kind, stored)
             if self._max_age is not None:
-                self._arm_age()
+                self._rot.arm_age()
             return lsn
         except BackpressureTimeout:
             raise
@@ -445,62 +336,6 @@ class AsyncWalWriter:
             raise self._fail(exc, "write to the active segment") from exc
 
     # ------------------------------------------------------------------ rotation
-
-    def _wait_room_locked(self, rotations: int, timeout: float | None) -> None:
-        """Wait (writer lock released meanwhile) until ``rotations`` more segments may be
-        pending; ``BackpressureTimeout`` after ``timeout`` (default: the config's)."""
-        cfg = self._config
-        mgr = self._mgr
-        max_segs = cfg.max_pending_segments - max(0, rotations - 1)
-        if mgr.has_room(max_segs, cfg.max_pending_bytes):
-            return
-        t0 = time.monotonic()
-        limit = cfg.backpressure_timeout_s if timeout is None else timeout
-        deadline = t0 + limit
-        try:
-            while not mgr.has_room(max_segs, cfg.max_pending_bytes):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BackpressureTimeout(
-                        f"{mgr.pending_segments} segments ({mgr.pending_bytes} bytes) wait for "
-                        f"fsync; no room within {limit}s"
-                    )
-                self._lock.release()
-                try:
-                    mgr.wait_for_room(
-                        max_segs, cfg.max_pending_bytes,
-                        None if remaining == float("inf") else remaining,
-                    )
-                finally:
-                    self._lock.acquire()
-                self._check()
-        finally:
-            self._backpressure_s += time.monotonic() - t0
-
-    def _rotate_locked(self) -> None:
-        """Seal the active segment into ``pending/`` and queue it (writer lock held)."""
-        mgr = self._mgr
-        mgr.begin_rename()
-        w = self._w
-        w.sealed = None
-        sealed: SealedSegment | None = None
-        try:
-            sealed = w.rotate()
-        except OSError as exc:
-            if w.fd < 0 and w.sealed is not None:  # renamed, but no new active file
-                sealed = w.sealed
-            raise self._fail(exc, "segment rotation") from exc
-        finally:
-            mgr.end_rename(sealed)  # closes its descriptor if the WAL failed
-        self._rotations += 1
-        if self._config.segment_max_age_s is not None:
-            mgr.age_deadline = None
-
-    def _rotate_for_room(self, payload_len: int) -> None:
-        """The active segment is full: rotate it (waiting for backpressure room)."""
-        self._wait_room_locked(1, None)
-        if not self._w.fits(payload_len):
-            self._rotate_locked()
 
     def rotate(self, timeout: float | None = None) -> int:
         """Seal the active segment now and start a new one; return the sealed segment's
@@ -515,38 +350,8 @@ class AsyncWalWriter:
             w = self._w
             if w.record_count == 0:
                 return 0
-            self._wait_room_locked(1, timeout)  # may release the lock: look again after
-            last = w.last_lsn
-            self._rotate_locked()
-            return last
-
-    def _rotate_for_age(self) -> None:
-        """Called by the sync thread when the active segment is older than allowed."""
-        cfg = self._config
-        with self._lock:
-            if self._closed or self._mgr.failure is not None:
-                return
-            w = self._w
-            if w.record_count == 0:
-                return
-            age = cfg.segment_max_age_s
-            assert age is not None
-            due = w.first_ts + age - time.time()
-            if due > 0:  # the clock moved, or the segment is younger: look again later
-                self._mgr.age_deadline = time.monotonic() + due
-                return
-            if not self._mgr.has_room(cfg.max_pending_segments, cfg.max_pending_bytes):
-                self._mgr.age_deadline = time.monotonic() + min(age, 1.0)
-                return  # never wait here: the thread that would make room is this one
-            w.flush()
-            self._rotate_locked()
-
-    def _arm_age(self) -> None:
-        """Start the age clock of a segment that just got its first record."""
-        age = self._config.segment_max_age_s
-        if age is not None and self._mgr.age_deadline is None and self._w.record_count:
-            self._mgr.age_deadline = time.monotonic() + age
-            self._mgr.notify_age()
+            self._rot.wait_room(1, timeout)  # may release the lock: look again after
+            return self._rot.rotate() if w.record_count else 0
 
     # ------------------------------------------------------------------ durability
 
@@ -564,7 +369,7 @@ class AsyncWalWriter:
                 return mgr.request(w.fd, target, False)
             cfg = self._config
             if not mgr.has_room(cfg.max_pending_segments, cfg.max_pending_bytes):
-                self._wait_room_locked(1, timeout)
+                self._rot.wait_room(1, timeout)
             if w.buf:
                 self._flush_locked()
             return mgr.request(w.fd, target, True)
@@ -631,9 +436,9 @@ class AsyncWalWriter:
             last_lsn=self._w.next_lsn - 1,
             synced_lsn=synced,
             checkpoint_lsn=self._checkpoint_lsn,
-            records_appended=self._w.next_lsn - self._start_lsn,
+            records_appended=self._w.next_lsn - self._parts.start_lsn,
             bytes_appended=self._bytes,
-            rotations=self._rotations,
+            rotations=self._rot.rotations,
             fsyncs=fsyncs,
             fsync_p50_s=percentile(lat, 0.5),
             fsync_p99_s=percentile(lat, 0.99),
@@ -644,7 +449,7 @@ class AsyncWalWriter:
             pending_bytes=pbytes,
             archive_segments=len(arch.segments),
             archive_bytes=arch.archive_bytes,
-            backpressure_wait_s=self._backpressure_s,
+            backpressure_wait_s=self._rot.backpressure_s,
             dir_fsyncs=dirs,
             pruned_segments=arch.pruned_segments,
             failed=mgr.failure is not None,
@@ -668,29 +473,20 @@ class AsyncWalWriter:
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
+            self._closed = self._rot.closed = True
             if self._mgr.failure is not None:
                 self._w.broken = True  # after a failure nothing more is written (not a byte)
-        self._mgr.stop()
-        self._archiver.stop()
-        self._spares.stop()
+        parts = self._parts
+        parts.mgr.stop()
+        parts.archiver.stop()
+        parts.spares.stop()
         with contextlib.suppress(OSError):
-            self._w.close()
-        self._wm.close()
+            parts.writer.close()
+        parts.watermark.close()
         self._finalizer.detach()
-        self._release_files()
-
-    def _release_files(self) -> None:
-        fs = self._fs
-        for fd in (self._root_fd, self._pending_fd):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    fs.close(fd)
-        self._root_fd = self._pending_fd = -1
-        if self._lock_handle >= 0:
-            with contextlib.suppress(OSError):
-                fs.unlock(self._lock_handle)
-            self._lock_handle = -1
+        close_fds(self._fs, [parts.root_fd, parts.pending_fd])
+        with contextlib.suppress(OSError):
+            self._fs.unlock(self._lock_handle)
 
     def __enter__(self) -> AsyncWalWriter:
         return self
@@ -708,36 +504,6 @@ class AsyncWalWriter:
         return f"<AsyncWalWriter {self._paths.root} {state} last_lsn={self.last_lsn}>"
 
 
-def _abandon(
-    mgr: SegmentSyncManager,
-    archiver: Archiver,
-    spares: SparePool,
-    writer: SegmentWriter,
-    wm: WatermarkWriter,
-    fs: FileSystem,
-    lock_handle: int,
-    dir_fds: tuple[int, int],
-) -> None:
-    """Release an AsyncWalWriter that was garbage-collected without ``close()``.
-
-    Queued sync units are still run (their descriptors are open until the sync
-    thread stops); every handle left open then fails with ``WalClosedError``.
-    """
-    mgr.stop(timeout=5.0)
-    archiver.stop()
-    spares.stop()
-    if mgr.failure is not None:
-        writer.broken = True
-    with contextlib.suppress(Exception):
-        writer.close()
-    wm.close()
-    for fd in dir_fds:
-        with contextlib.suppress(OSError):
-            fs.close(fd)
-    with contextlib.suppress(OSError):
-        fs.unlock(lock_handle)
-
-
 def open(  # the public name is lsnwal.open
     path: str | os.PathLike[str],
     config: WalConfig | None = None,
@@ -745,8 +511,17 @@ def open(  # the public name is lsnwal.open
     sync_backend: SyncBackend | None = None,
     fs: FileSystem | None = None,
     failpoint: FailpointHook | None = None,
+    create_if_missing: bool = True,
+    error_if_exists: bool = False,
 ) -> AsyncWalWriter:
-    """Create or recover the WAL at ``path`` and return it open for writing."""
+    """Create or recover the WAL at ``path`` and return it open for writing.
+
+    ``create_if_missing=False`` refuses a directory that holds no WAL yet;
+    ``error_if_exists=True`` refuses one that does. A non-empty directory that is
+    not a WAL is always refused (``WalError``), so a mistyped path never starts
+    an empty log.
+    """
     return AsyncWalWriter.open_or_create(
-        path, config, sync_backend=sync_backend, fs=fs, failpoint=failpoint
+        path, config, sync_backend=sync_backend, fs=fs, failpoint=failpoint,
+        create_if_missing=create_if_missing, error_if_exists=error_if_exists,
     )

@@ -896,6 +896,7 @@ def test_active_duplicate_of_newest_pending_is_dropped(tmp_path: Path) -> None:
     payloads = [b"rec-%03d" % i * 9 for i in range(12)]
     with lsnwal.open(d, cfg) as wal:
         wal.append_batch(payloads)
+        wal.rotate()
         wal.sync_async().wait(10)
         wal.wait_archived(10)
     # Rebuild the state "renamed into pending/, old name kept": move the archived copy
