@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -45,7 +46,7 @@ def test_script_quick_run_prints_tables_and_writes_json(script: str, tmp_path: P
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for text in ["| machine", "| target", *expected]:
         assert text in proc.stdout, f"{text!r} missing from:\n{proc.stdout}"
-    md = (tmp_path / "out" / f"{name}.md").read_text(encoding="utf-8")
+    md = (tmp_path / "out" / f"{name}.txt").read_text(encoding="utf-8")
     assert md.rstrip() == proc.stdout.rstrip()
     doc = json.loads((tmp_path / "out" / f"{name}.json").read_text(encoding="utf-8"))
     assert set(doc["facts"]) == {"date", "cpu", "cores", "memory", "python", "kernel",
@@ -141,3 +142,46 @@ def test_naive_scan_counts_every_record_and_rejects_every_flip(tmp_path: Path) -
     first.write_bytes(bytes(damaged))
     with pytest.raises(ValueError):
         h.naive_scan(segments)
+
+
+# --------------------------------------------------------------------------- the page
+
+ROOT = STRESS.parent
+PAGE = ROOT / "docs" / "benchmarks.md"
+RESULTS = ROOT / "docs" / "results"
+
+
+def test_benchmarks_page_points_only_at_what_users_have() -> None:
+    """The benchmarks page never cites DESIGN.md, ../shared, the contract or an issue."""
+    from test_docs_site import FORBIDDEN
+
+    assert [m.group(0) for m in FORBIDDEN.finditer(PAGE.read_text(encoding="utf-8"))] == []
+
+
+def test_benchmarks_page_tables_fit_and_plots_exist() -> None:
+    """No fenced ASCII table, no table wider than six columns, every plot it shows exists."""
+    text = PAGE.read_text(encoding="utf-8")
+    fenced = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+    assert not [b for b in fenced if re.search(r"^-{3,}\s+-{3,}", b, re.M)]
+    widths = {line.count("|") - 1 for line in text.splitlines() if line.startswith("|")}
+    assert widths and max(widths) <= 6
+    images = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", text)
+    assert images
+    for img in images:
+        assert (PAGE.parent / img).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", img
+
+
+def test_benchmarks_page_figures_are_the_recorded_run() -> None:
+    """Every rate the page shows is the median recorded in docs/results for that one run."""
+    text = PAGE.read_text(encoding="utf-8")
+    docs = {n: json.loads((RESULTS / f"{n}.json").read_text(encoding="utf-8"))
+            for n in ("commit", "append", "replay")}
+    assert docs["commit"]["facts"]["date"][:16].replace("T", " ") in text
+    shown = 0
+    for doc in docs.values():
+        for r in doc["results"]:
+            if r["rate"] is not None:
+                figure = re.escape(f"{r['rate']:,.0f}")
+                assert re.search(rf"\|\s+{figure} \|", text), r["name"]
+                shown += 1
+    assert shown >= 30

@@ -135,7 +135,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--dir", type=Path, default=REPO / ".bench-tmp",
                    help="where the scratch directory is made (the file system measured)")
     p.add_argument("--out", type=Path, default=None,
-                   help="write <name>.md and <name>.json into this directory")
+                   help="write <name>.txt (the report) and <name>.json into this directory")
     p.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers to include")
     return p
 
@@ -167,13 +167,14 @@ def log(msg: str) -> None:
 def publish(name: str, title: str, facts: dict[str, str], sections: Sequence[str],
             results: dict[str, Result], targets: Sequence[Target], out: Path | None,
             extra: dict[str, Any] | None = None) -> str:
-    """Print the markdown report; with ``out``, also write ``<name>.md`` and ``<name>.json``."""
+    """Print the markdown report; with ``out``, also write it to ``<name>.txt`` and the
+    figures to ``<name>.json``."""
     text = "\n\n".join([f"## {title}", facts_table(facts), *sections,
                         "### Targets", targets_table(targets)]) + "\n"
     print(text)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{name}.md").write_text(text, encoding="utf-8")
+        (out / f"{name}.txt").write_text(text, encoding="utf-8")
         doc = {"facts": facts, "results": [r.to_json() for r in results.values()],
                "targets": [{**asdict(t), "met": t.met} for t in targets], **(extra or {})}
         (out / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
