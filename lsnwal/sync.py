@@ -51,6 +51,8 @@ from .writer import SealedSegment
 
 log = logging.getLogger("lsnwal")
 
+#: longest a committer waits for the other threads of its convoy before it leads
+GATHER_S = 0.002
 _Loops = dict[asyncio.AbstractEventLoop, list["asyncio.Future[None]"]]
 
 
@@ -103,6 +105,11 @@ class SegmentSyncManager:
         self._inflight: list[Unit] = []
         self._leader = False
         self._blocked = 0  # threads asleep in wait_handle
+        #: group-commit gathering: threads the last round released, and how many of them
+        #: have come back with a new commit since (see ``_gathering_locked``)
+        self._convoy = 0
+        self._arrived = 0
+        self._released = 0
         self.synced_lsn = initial_synced_lsn
         #: highest LSN covered by a queued, in-flight or finished unit
         self.requested_lsn = initial_synced_lsn
@@ -161,7 +168,8 @@ class SegmentSyncManager:
                 self.counters.commits += 1
                 return None
             unit = self._cover_locked(fd, target)
-            if self._leader:
+            self._arrived += 1
+            if self._leader or self._gathering_locked():
                 h = SyncHandle(self, target)
                 h._unit = unit
                 self._handles.append(h)
@@ -178,6 +186,16 @@ class SegmentSyncManager:
         self._lead(target, batch)
         if self.failure is not None:
             raise self.failure
+
+    def _gathering_locked(self) -> bool:
+        """True while threads the last round released are still coming back.
+
+        Without this, the first released thread to commit again would start the next
+        fsync alone and the others would queue behind it: rounds of 1, then n-1. The
+        last of them to arrive leads instead (event-driven); one that waits longer
+        than ``GATHER_S`` for the others leads anyway (a thread may not come back).
+        """
+        return self._convoy > 1 and self._arrived < self._convoy
 
     def _cover_locked(self, fd: int, target: int) -> Unit:
         """The unit that makes ``target`` durable: extend the newest queued in-place unit
@@ -251,6 +269,11 @@ class SegmentSyncManager:
                 if h.done_flag:
                     return True
                 lead = not self._leader and bool(self._queue)
+                if lead and self._gathering_locked():
+                    lead = False
+                    gather = True
+                else:
+                    gather = False
                 if lead:
                     self._leader = True
                 else:
@@ -262,6 +285,19 @@ class SegmentSyncManager:
                     self._blocked += 1
             if lead:
                 self._lead(h.target_lsn)
+                continue
+            if gather:
+                # Wait for the rest of the convoy (the last arrival leads), but no longer
+                # than GATHER_S: then lead ourselves if still nobody does.
+                if w.lock.acquire(True, GATHER_S):
+                    continue
+                with lock:
+                    if h._waiters is not None and w in h._waiters:
+                        h._waiters.remove(w)
+                        self._blocked -= 1
+                        self._convoy = 0  # stop gathering: someone did not come back
+                        continue
+                w.lock.acquire()
                 continue
             if deadline is None:
                 w.lock.acquire()
@@ -437,8 +473,10 @@ class SegmentSyncManager:
             if last > self.synced_lsn:
                 self.synced_lsn = last
             handles = self._handles
+            self._released = 0
             while handles and handles[0].target_lsn <= last:
                 self._finish(handles.popleft(), None)
+            self._convoy, self._arrived = self._released, 0
             for u in batch:
                 if u.futs:
                     for loop, fut in u.futs.items():
@@ -460,6 +498,7 @@ class SegmentSyncManager:
         ws = h._waiters
         if ws:
             self._blocked -= len(ws)
+            self._released += len(ws)
             for w in ws:
                 w.lock.release()
             h._waiters = None
