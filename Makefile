@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint stress bench bench-quick docs clean
+.PHONY: run test lint stress bench bench-docs bench-quick docs clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,12 +43,18 @@ stress: $(VENV)/.test
 	$(PY) stress/crash_loop.py --cycles 500
 	$(PY) stress/soak.py --seconds 60
 
-# Figures (markdown + JSON) go to $(BENCH_OUT); `make bench-quick` is a seconds-long smoke run.
-BENCH_OUT ?= docs/results
+# Reports (markdown + JSON) and plots go to $(BENCH_OUT); `make bench-docs` writes them where
+# docs/benchmarks.md takes its figures from (then update the page: a test ties the two);
+# `make bench-quick` is a seconds-long smoke run.
+BENCH_OUT ?= .bench-tmp/results
+BENCH_IMG ?= $(BENCH_OUT)
 bench: $(VENV)/.bench
 	$(PY) stress/bench_append.py --out $(BENCH_OUT)
-	$(PY) stress/bench_commit.py --out $(BENCH_OUT) --plot docs/img/commits.png
-	$(PY) stress/bench_replay.py --out $(BENCH_OUT) --plot docs/img/scans.png
+	$(PY) stress/bench_commit.py --out $(BENCH_OUT) --plot $(BENCH_IMG)/commits.png
+	$(PY) stress/bench_replay.py --out $(BENCH_OUT) --plot $(BENCH_IMG)/scans.png
+
+bench-docs:
+	$(MAKE) bench BENCH_OUT=docs/results BENCH_IMG=docs/img
 
 bench-quick: $(VENV)/.bench
 	$(PY) stress/bench_append.py --quick
