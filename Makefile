@@ -44,7 +44,8 @@ stress: $(VENV)/.test
 	$(PY) stress/soak.py --seconds 60
 
 # Reports (markdown + JSON) and plots go to $(BENCH_OUT); `make bench-docs` writes them where
-# docs/benchmarks.md takes its figures from (then update the page: a test ties the two);
+# docs/benchmarks.md takes its figures from and rewrites the page from its template
+# (stress/benchmarks_page.md.in: read its prose again after a new run);
 # `make bench-quick` is a seconds-long smoke run.
 BENCH_OUT ?= .bench-tmp/results
 BENCH_IMG ?= $(BENCH_OUT)
@@ -55,6 +56,7 @@ bench: $(VENV)/.bench
 
 bench-docs:
 	$(MAKE) bench BENCH_OUT=docs/results BENCH_IMG=docs/img
+	$(PY) stress/bench_page.py
 
 bench-quick: $(VENV)/.bench
 	$(PY) stress/bench_append.py --quick

@@ -185,3 +185,10 @@ def test_benchmarks_page_figures_are_the_recorded_run() -> None:
                 assert re.search(rf"\|\s+{figure} \|", text), r["name"]
                 shown += 1
     assert shown >= 30
+
+
+def test_benchmarks_page_is_its_template_filled_from_the_results() -> None:
+    """docs/benchmarks.md is exactly what bench_page.py makes of the template and the results."""
+    proc = subprocess.run([sys.executable, str(STRESS / "bench_page.py"), "--check"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
