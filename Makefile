@@ -20,7 +20,7 @@ $(VENV)/.lint: $(VENV)/.test
 	$(PIP) install -e '.[lint]'
 	touch $@
 
-$(VENV)/.bench: $(VENV)/.base
+$(VENV)/.bench: $(VENV)/.test
 	$(PIP) install -e '.[bench,cli]'
 	touch $@
 
@@ -39,7 +39,8 @@ lint: $(VENV)/.lint
 	$(VENV)/bin/mypy
 
 stress: $(VENV)/.test
-	LSNWAL_STRESS=1 $(PY) -m pytest -q tests/test_crash_states.py tests/test_packaging.py
+	LSNWAL_STRESS=1 $(PY) -m pytest -q tests/test_crash_states.py tests/test_packaging.py \
+		tests/test_store.py tests/test_store_read.py tests/test_ship.py
 	$(PY) stress/crash_loop.py --cycles 500
 	$(PY) stress/soak.py --seconds 60
 
@@ -53,6 +54,7 @@ bench: $(VENV)/.bench
 	$(PY) stress/bench_append.py --out $(BENCH_OUT)
 	$(PY) stress/bench_commit.py --out $(BENCH_OUT) --plot $(BENCH_IMG)/commits.png
 	$(PY) stress/bench_replay.py --out $(BENCH_OUT) --plot $(BENCH_IMG)/scans.png
+	$(PY) stress/bench_ship.py
 
 bench-docs:
 	$(MAKE) bench BENCH_OUT=docs/results BENCH_IMG=docs/img

@@ -46,6 +46,17 @@ from .recovery import SegmentInfo, collect_all_segments
 from .replay import Problem, VerifyReport, list_marks, replay, restore, verify
 from .restore import RestoreResult
 from .stats import WalStats
+from .store import (
+    StoreAuthError,
+    StoreCapabilityError,
+    StoreConfigError,
+    StoreConflictError,
+    StoreError,
+    StoreNotFoundError,
+    StoreTransientError,
+)
+from .store.follow import Follower, FollowStatus
+from .store.timeline import StoreLeaseError
 from .sync import SegmentSyncManager
 from .wal import AsyncWalWriter, open
 
@@ -60,6 +71,8 @@ __all__ = [
     "AsyncWalWriter",
     "BackpressureTimeout",
     "FileSystem",
+    "FollowStatus",
+    "Follower",
     "FullFsyncBackend",
     "LsnUnavailableError",
     "OsFileSystem",
@@ -73,6 +86,14 @@ __all__ = [
     "RestoreResult",
     "SegmentInfo",
     "SegmentSyncManager",
+    "StoreAuthError",
+    "StoreCapabilityError",
+    "StoreConfigError",
+    "StoreConflictError",
+    "StoreError",
+    "StoreLeaseError",
+    "StoreNotFoundError",
+    "StoreTransientError",
     "SyncBackend",
     "SyncHandle",
     "UnsupportedPlatformError",

@@ -19,6 +19,11 @@ archiving and compression never delay the advance of ``synced_lsn``. Rules:
   the count/bytes/age limits prune the oldest segments first and stop at the
   first one that may not go, so only the oldest end is ever cut (no gaps).
   Unlinks are followed by an fsync of ``archive/``.
+* With ``archive_url`` set, archived segments are handed to the shipper
+  (``lsnwal.ship``), and no segment is deleted locally — by retention or
+  because the archive is off — before the store acknowledged it. The store is
+  connected and checked here, before this thread starts: a store that cannot
+  be used makes the open fail with one ``StoreError``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .config import WalConfig
 from .fs import FailpointHook, FileSystem, SyncBackend
@@ -38,6 +44,10 @@ from .recovery import Seg, load_archived, same_records
 from .seekindex import append_index, write_index
 from .segment import read_header, read_seal
 from .writer import SealedSegment
+
+if TYPE_CHECKING:
+    from .ship import Shipper
+    from .store.connect import ShipTarget
 
 log = logging.getLogger("lsnwal")
 
@@ -81,6 +91,7 @@ class Archiver:
         *,
         checkpoint_lsn: int,
         failpoint: FailpointHook | None = None,
+        ship_target: ShipTarget | None = None,
     ) -> None:
         self._fs = fs
         self._backend = backend
@@ -109,6 +120,34 @@ class Archiver:
         self.durable_checkpoint = checkpoint_lsn
         self.pruned_segments = 0
         self._same_dev = fs.same_device(paths.pending, paths.archive)
+        self._kicked = False
+        self.shipper: Shipper | None = None
+        if config.archive_url is not None:
+            from .ship import Shipper, connect
+            from .store.base import StoreTransientError
+            from .store.timeline import save_state
+
+            # Connected already by the caller (before anything was created), or here. A
+            # store that does not answer now is connected to later by the shipper.
+            target = ship_target
+            if target is None:
+                try:
+                    target = connect(config, paths.root)
+                except StoreTransientError as exc:
+                    log.warning("lsnwal: %s; shipping starts when the store answers", exc)
+            if target is not None:
+                try:
+                    save_state(target.wal_root, target.url, target.state)
+                except BaseException:
+                    target.close()
+                    raise
+            self.shipper = Shipper(
+                target, config,
+                [(s.path, s.first_lsn, s.last_lsn, s.size_bytes) for s in self.segments],
+                self._kick,
+                lambda: self.durable_checkpoint,
+                lambda: connect(config, paths.root),
+            )
         self._thread = threading.Thread(target=self._run, name="lsnwal-archive", daemon=True)
         self._thread.start()
 
@@ -139,6 +178,12 @@ class Archiver:
                 if self._cp_pending and self._cp_pending[0][0] <= synced_lsn:
                     self._cv.notify_all()
 
+    def _kick(self) -> None:
+        """The shipper made progress: retention may delete what the store now holds."""
+        with self._cv:
+            self._kicked = True
+            self._cv.notify_all()
+
     def _durable_checkpoint_locked(self) -> int:
         while self._cp_pending and self._cp_pending[0][0] <= self._synced_lsn:
             _, cp = self._cp_pending.popleft()
@@ -153,8 +198,10 @@ class Archiver:
                 self._cv.wait_for(
                     lambda: bool(self._queue)
                     or self._stopping
+                    or self._kicked
                     or bool(self._cp_pending and self._cp_pending[0][0] <= self._synced_lsn)
                 )
+                self._kicked = False
                 # Batch: one rename burst and one directory fsync for many segments, so
                 # that archiving does not compete with commit fsyncs for the journal.
                 # This thread is off the commit path; the wait delays only archiving.
@@ -226,6 +273,9 @@ class Archiver:
             self.segments.extend(done)
             self.archive_bytes += sum(s.size_bytes for s in done)
         append_index(fs, self._paths.root, [(s.first_lsn, compress) for s in done])
+        if self.shipper is not None:
+            self.shipper.submit(
+                (s.path, s.first_lsn, s.last_lsn or s.first_lsn, s.size_bytes) for s in done)
 
     def _copy(self, seg: SealedSegment, dst: str, compress: bool) -> int:
         fs = self._fs
@@ -314,6 +364,8 @@ class Archiver:
             last, last_ts = self._last_lsn(seg)
             if last > checkpoint_lsn:
                 break  # never past the checkpoint, and only the oldest end is cut
+            if self.shipper is not None and not self.shipper.is_shipped(seg.first_lsn):
+                break  # the store has not acknowledged it yet: the local copy stays
             reason = ""
             if not cfg.archive_enabled:
                 reason = f"archive disabled and checkpoint {checkpoint_lsn} covers it"
@@ -387,11 +439,22 @@ class Archiver:
                 self._drain_requested -= 1
 
     def stop(self) -> None:
-        """Finish queued work and join the thread."""
+        """Finish queued work and join the thread (then the shipper's, bounded)."""
         with self._cv:
             self._stopping = True
             self._cv.notify_all()
         self._thread.join()
+        if self.shipper is not None:
+            self.shipper.stop()
+
+    def wait_shipped(self, timeout: float | None = None) -> bool:
+        """Wait until every archived segment is in the store (True at once without a store)."""
+        self.drain(timeout)
+        return True if self.shipper is None else self.shipper.drain(timeout)
+
+    def shipping_stats(self) -> dict[str, Any]:
+        """The ``ship_*`` fields of ``WalStats`` (empty without a store)."""
+        return {} if self.shipper is None else self.shipper.stats()
 
 
 def _size(fs: FileSystem, path: str) -> int:

@@ -9,8 +9,8 @@ reaches the disk. The class docstring (``help(WalConfig)``) and
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 RecoveryMode = Literal["strict", "tolerate_tail", "stop_at_corruption"]
 RECOVERY_MODES: tuple[str, ...] = ("strict", "tolerate_tail", "stop_at_corruption")
@@ -71,6 +71,26 @@ class WalConfig:
             buffers appends in user space until that many bytes accumulate (and
             at every sync, rotation and close): faster bulk loads, but a process
             crash loses the buffered records that were not synced.
+        archive_url: Ship archived segments to this object store (default None):
+            ``s3://bucket/prefix`` (options ``?endpoint=...&region=...``) or
+            ``file:///dir``. See "Object storage" in the operations guide.
+        archive_store: A boto3 S3 client, or an ``lsnwal.store.ObjectStore``, to
+            use instead of one built from the AWS environment (default None;
+            needs ``archive_url``; never printed: it may hold credentials).
+        archive_takeover: Take the store's shipping lease over from another
+            writer, after a failover (default False).
+        archive_ship_retry_max_s: Longest back-off between two attempts to ship
+            a segment while the store fails (default 30.0).
+        archive_ship_close_timeout_s: How long ``close()`` keeps shipping what
+            is queued; the rest ships at the next open (default 10.0).
+        store_max_segments: Store retention: delete the oldest checkpointed
+            segment objects beyond this count (default None: no limit).
+        store_max_bytes: Store retention: delete the oldest checkpointed segment
+            objects while the store holds more than this (default None).
+        store_max_age_s: Store retention: delete checkpointed segment objects
+            whose newest record is older than this (default None).
+        store_pinned_marks: Marks whose segment, and everything after it, store
+            retention keeps (default ``()``).
     """
 
     #: The active segment rotates before a record would take it past this size.
@@ -112,6 +132,27 @@ class WalConfig:
     #: buffered records that were not synced.
     write_buffer_bytes: int = 0
 
+    # ---- object storage (lsnwal.ship, lsnwal.store; docs/operations.md "Object storage") ----
+    #: Ship archived segments to this store (``s3://bucket/prefix`` or ``file:///dir``).
+    archive_url: str | None = None
+    #: A boto3 S3 client or an ``lsnwal.store.ObjectStore`` to use instead of building
+    #: one from the AWS environment (never printed: it may hold credentials).
+    archive_store: Any = field(default=None, compare=False, repr=False)
+    #: Take the store's shipping lease over from another writer (after a failover).
+    archive_takeover: bool = False
+    #: Longest back-off between two attempts to ship a segment while the store fails.
+    archive_ship_retry_max_s: float = 30.0
+    #: How long ``close()`` keeps shipping what is queued before leaving it for next time.
+    archive_ship_close_timeout_s: float = 10.0
+    #: Store retention (never past the checkpoint or a pinned mark): oldest objects beyond
+    #: this count / these bytes / this age (of their newest record) are deleted.
+    store_max_segments: int | None = None
+    store_max_bytes: int | None = None
+    store_max_age_s: float | None = None
+    #: Marks whose records store retention keeps (everything from the mark on stays).
+    store_pinned_marks: tuple[str, ...] = ()
+    # ---- end of object storage ----
+
     def __post_init__(self) -> None:
         _int_at_least("segment_max_bytes", self.segment_max_bytes, MIN_SEGMENT_BYTES)
         _int_at_least("max_record_bytes", self.max_record_bytes, 0)
@@ -148,6 +189,35 @@ class WalConfig:
             _number_positive("segment_max_age_s", self.segment_max_age_s)
             if self.segment_max_age_s == float("inf"):
                 raise ValueError("segment_max_age_s must be finite (use None for no age limit)")
+        self._validate_store()
+
+    def _validate_store(self) -> None:
+        """The object-storage block (a malformed URL is a ``StoreConfigError``, a ValueError)."""
+        if self.archive_url is not None:
+            from .store.base import StoreConfigError
+            from .store.url import parse_url
+
+            try:
+                url = parse_url(self.archive_url)
+            except StoreConfigError as exc:
+                raise StoreConfigError(f"archive_url: {exc}") from None
+            if url.timeline is not None:
+                raise StoreConfigError("archive_url takes no timeline option (shipping picks it)")
+        elif self.archive_store is not None:
+            raise ValueError("archive_store needs archive_url (which bucket and prefix)")
+        if not isinstance(self.archive_takeover, bool):
+            raise ValueError("archive_takeover must be a bool")
+        _number_positive("archive_ship_retry_max_s", self.archive_ship_retry_max_s)
+        _number_positive("archive_ship_close_timeout_s", self.archive_ship_close_timeout_s)
+        for name in ("store_max_segments", "store_max_bytes"):
+            value = getattr(self, name)
+            if value is not None:
+                _int_at_least(name, value, 1)
+        if self.store_max_age_s is not None:
+            _number_positive("store_max_age_s", self.store_max_age_s)
+        if not isinstance(self.store_pinned_marks, tuple) or not all(
+                isinstance(m, str) and m for m in self.store_pinned_marks):
+            raise ValueError("store_pinned_marks must be a tuple of mark names")
 
     def replace(self, **changes: object) -> WalConfig:
         """Return a copy with ``changes`` applied (validated again)."""

@@ -32,6 +32,7 @@ from .fs import FailpointHook, FileSystem, SyncBackend
 from .names import TMP_SUFFIX, WalPaths, segment_name
 from .recovery import Analysis, analyze, apply_cuts
 from .spares import SPARE_PREFIX, SPARE_SUFFIX, SparePool
+from .store.connect import ShipTarget
 from .sync import SegmentSyncManager
 from .watermark import WatermarkWriter
 from .writer import SealedSegment, SegmentWriter
@@ -60,6 +61,7 @@ def open_parts(
     config: WalConfig,
     failpoint: FailpointHook | None,
     created_root: bool,
+    ship_target: ShipTarget | None = None,
 ) -> Parts:
     """Recover the directory and start its writer, commit path and archiver (LOCK held)."""
     made = [fs.makedirs(paths.pending), fs.makedirs(paths.archive)]
@@ -101,7 +103,7 @@ def open_parts(
         backend.sync_dir(root_fd)  # the new active file's (and WATERMARK's) name
         archiver = Archiver(
             fs, backend, paths, config, an.archive, checkpoint_lsn=an.checkpoint_lsn,
-            failpoint=failpoint,
+            failpoint=failpoint, ship_target=ship_target,
         )
         started.append(archiver)
         archiver.rewrite_index()  # the seek index is a hint: rebuilt at every open

@@ -39,6 +39,7 @@ from .segment import (
     read_seal,
     seek_offset,
 )
+from .store.source import note_restored, read_source
 
 _RETRIES = 20  # a live WAL may rotate/archive between our listings: look again
 
@@ -133,7 +134,7 @@ def list_marks(
     path: str | os.PathLike[str], *, config: WalConfig | None = None, fs: FileSystem | None = None
 ) -> list[tuple[str, int, float]]:
     """Every named restore point as ``(name, lsn, timestamp)``, in LSN order."""
-    fs = fs or OsFileSystem()
+    path, fs = read_source(path, fs)  # a store URL reads through a store view
     cfg = config or WalConfig()
     an = _analyze_live(fs, WalPaths.of(path, cfg), cfg)
     return sorted(_marks(fs, an), key=lambda m: m[1])
@@ -291,7 +292,8 @@ def replay(
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ValueError(f"{name} must be a positive int")
     kind_set = None if kinds is None else frozenset(fmt.RecordKind(k) for k in kinds)
-    fs = fs or OsFileSystem()
+    # A store URL reads through a store view (listing only what a seek needs).
+    path, fs = read_source(path, fs, seek=from_lsn if until_mark is None else None)
     cfg = config or WalConfig()
     paths = WalPaths.of(path, cfg)
     an = None
@@ -442,7 +444,7 @@ def verify(
     Never raises for damage it finds: every problem goes into the report. A torn
     tail outside the archive (what a crash leaves; open() cuts it) is a warning.
     """
-    fs = fs or OsFileSystem()
+    path, fs = read_source(path, fs)  # a store URL reads through a store view
     cfg = (config or WalConfig()).replace(recovery_mode="stop_at_corruption")
     paths = WalPaths.of(path, cfg)
     report = VerifyReport()
@@ -522,9 +524,12 @@ def restore(
     tgt = os.path.abspath(os.fspath(target))
     if fs.exists(tgt) and (not fs.isdir(tgt) or fs.listdir(tgt)):
         raise FileExistsError(f"restore target {tgt} exists and is not an empty directory")
+    source, src_fs = read_source(source, fs, hold=True)  # a store URL: a store view
     records = replay(source, config=cfg, until_lsn=until_lsn, until_time=until_time,
-                     until_mark=until_mark, inclusive=inclusive, fs=fs)
+                     until_mark=until_mark, inclusive=inclusive, fs=src_fs)
     # A target that cannot be met may raise only at the first record: fetch it before
     # anything is created, so a failed restore leaves no half-made target behind.
     first = next(records, None)
-    return write_restored(fs, tgt, itertools.chain(() if first is None else (first,), records))
+    result = write_restored(fs, tgt, itertools.chain(() if first is None else (first,), records))
+    note_restored(src_fs, tgt, result.last_lsn)  # from a store: the next open branches a timeline
+    return result

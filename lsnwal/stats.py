@@ -35,6 +35,26 @@ class WalStats:
     failed: bool = False
     #: why archiving stopped (segments then stay in pending/, nothing is lost), or None
     archive_error: str | None = None
+    # ---- object storage (zero / None without ``archive_url``) ----
+    #: timeline this WAL ships on
+    ship_timeline: int = 0
+    #: records, bytes and age (seconds since handed over) of archived segments not yet shipped
+    ship_lag_lsns: int = 0
+    ship_lag_bytes: int = 0
+    ship_lag_s: float = 0.0
+    #: objects and bytes uploaded by this process
+    ship_objects: int = 0
+    ship_bytes: int = 0
+    #: transient failures retried so far
+    ship_retries: int = 0
+    #: the last shipping error (a retried one, or the one that stopped shipping), or None
+    ship_error: str | None = None
+    #: shipping stopped (auth, permission, lease or conflict); commits go on
+    ship_stopped: bool = False
+    #: a different object was found under a segment's name (nothing was overwritten)
+    ship_conflict: bool = False
+    #: segment objects deleted by store retention
+    store_pruned: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """The snapshot as a plain dict (for JSON or logging)."""

@@ -49,6 +49,7 @@ from .names import WalPaths
 from .opening import abandon, close_fds, open_parts
 from .rotation import Rotator
 from .stats import WalStats, percentile
+from .store.connect import ShipTarget, connect
 
 
 def _as_payload(payload: object) -> bytes:
@@ -111,11 +112,22 @@ class AsyncWalWriter:
             raise WalLockedError(
                 f"{paths.root} is locked by another writer ({paths.lock})"
             ) from None
+        ship_target = None
         try:
-            parts = open_parts(fs, self._backend, paths, cfg, failpoint, created_root)
+            if cfg.archive_url is not None:  # the store is checked before anything moves
+                ship_target = connect_store(cfg, paths.root)
+            parts = open_parts(fs, self._backend, paths, cfg, failpoint, created_root,
+                               ship_target)
         except BaseException:
+            if ship_target is not None:
+                ship_target.close()  # the archiver never took it over: release the lease
             with contextlib.suppress(OSError):
                 fs.unlock(self._lock_handle)
+            if created_root:  # a refused open of a new directory leaves no trace
+                with contextlib.suppress(OSError):
+                    for name in fs.listdir(paths.root):
+                        fs.unlink(os.path.join(paths.root, name))
+                    os.rmdir(paths.root)
             raise
         self._parts = parts
         self._w, self._mgr, self._archiver = parts.writer, parts.mgr, parts.archiver
@@ -454,6 +466,7 @@ class AsyncWalWriter:
             pruned_segments=arch.pruned_segments,
             failed=mgr.failure is not None,
             archive_error=None if arch.error is None else repr(arch.error),
+            **arch.shipping_stats(),
         )
 
     # ------------------------------------------------------------------ closing
@@ -502,6 +515,17 @@ class AsyncWalWriter:
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("failed" if self.failure else "open")
         return f"<AsyncWalWriter {self._paths.root} {state} last_lsn={self.last_lsn}>"
+
+
+def connect_store(cfg: WalConfig, root: str) -> ShipTarget | None:
+    """Check the object store and take its lease (None: it does not answer yet; the
+    shipper connects when it does). Bad URLs, credentials or stores raise ``WalError``."""
+    from .store import StoreTransientError
+
+    try:
+        return connect(cfg, root)
+    except StoreTransientError:
+        return None
 
 
 def open(  # the public name is lsnwal.open

@@ -36,3 +36,16 @@ def open_wal(wal_dir: Path, small_config: lsnwal.WalConfig) -> Iterator[lsnwal.A
 def stress_enabled() -> bool:
     """True under ``make stress`` (long forms of crash and soak tests)."""
     return os.environ.get("LSNWAL_STRESS") == "1"
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One SeaweedFS server (real S3 API on 127.0.0.1) for the whole run; see tests/_seaweed.py."""
+    from _seaweed import Server
+
+    server = Server("weed", str(tmp_path_factory.mktemp("seaweed") / "data"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -40,6 +40,7 @@ from ._common import (
 from .bench import cmd_bench
 from .inspect import cmd_dump, cmd_info, cmd_marks, cmd_verify
 from .pitr import cmd_prune, cmd_replay, cmd_restore
+from .store import add_store_commands
 from .top import cmd_top
 
 # --------------------------------------------------------------------------- demo
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="demo-data", metavar="DIR",
                    help="working directory, wiped at start (default ./demo-data)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    add_store_commands(sub, add)  # store-check, follow; s3:// sources (cli/store.py)
     return parser
 
 
