@@ -164,6 +164,7 @@ def main() -> int:
 
     V["NOOP1"] = fr(N("1 committer, sync()"))
     V["NOOP64"] = fr(N("64 threads, wait()"))
+    V["NOOP1000"] = fr(N("1,000 tasks, await"))
     V["CPF16"] = cpf("16 threads, wait()")
     V["CPF64"] = cpf("64 threads, wait()")
     V["CPF1000"] = cpf("1,000 tasks, await")
