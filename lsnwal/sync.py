@@ -148,6 +148,8 @@ class SegmentSyncManager:
                 self.counters.commits += 1
                 return h
             h._unit = self._cover_locked(fd, target)
+            # FIFO of handles in target order: every producer holds the writer lock
+            assert not self._handles or self._handles[-1].target_lsn <= target
             self._handles.append(h)
             if wake_thread and not self._leader:
                 self.cv.notify()
@@ -172,6 +174,8 @@ class SegmentSyncManager:
             if self._leader or self._gathering_locked():
                 h = SyncHandle(self, target)
                 h._unit = unit
+                # FIFO of handles in target order: every producer holds the writer lock
+                assert not self._handles or self._handles[-1].target_lsn <= target
                 self._handles.append(h)
                 return h
             self._leader = True
@@ -369,7 +373,7 @@ class SegmentSyncManager:
                 if batch is None:
                     with lock:
                         if self.failure is not None or not self._queue:
-                            self._leader = False
+                            self._step_down_locked()
                             return
                         batch = list(self._queue)
                         self._queue.clear()
@@ -378,14 +382,12 @@ class SegmentSyncManager:
                 batch = None
                 if own_target is not None and self.synced_lsn >= own_target:
                     with lock:
-                        self._leader = False
-                        if self._queue:
-                            self._hand_over_locked()
+                        self._step_down_locked()
                     return
         except BaseException as exc:  # fail-stop: never retry, never die silently
             self.fail(exc, "fsync")
             with lock:
-                self._leader = False
+                self._step_down_locked()
                 batch, self._inflight = self._inflight, []
             for u in batch:
                 if u.seg is not None:
@@ -394,6 +396,15 @@ class SegmentSyncManager:
         finally:
             if self._due:
                 self._run_due()
+
+    def _step_down_locked(self) -> None:
+        """Stop leading. Units that arrived meanwhile get a new leader; a stopping
+        background thread that slept while we led is woken to see the queue empty."""
+        self._leader = False
+        if self._queue:
+            self._hand_over_locked()
+        elif self._stopping:
+            self.cv.notify()
 
     def _hand_over_locked(self) -> None:
         """Units arrived during our round: wake a blocked committer to lead, else the thread."""
@@ -523,9 +534,13 @@ class SegmentSyncManager:
 
     def _fail_all_locked(self, err: WalError) -> None:
         loops: _Loops = {}
+        units = {id(u): u for u in (*self._inflight, *self._queue)}
         while self._handles:
-            self._finish(self._handles.popleft(), err)
-        for u in (*self._inflight, *self._queue):
+            h = self._handles.popleft()
+            if h._unit is not None:
+                units[id(h._unit)] = h._unit
+            self._finish(h, err)
+        for u in units.values():
             if u.futs:
                 for loop, fut in u.futs.items():
                     loops.setdefault(loop, []).append(fut)

@@ -375,16 +375,17 @@ class AsyncWalWriter:
         with self._lock:
             self._check()
             w = self._w
-            target = w.next_lsn - 1
             mgr = self._mgr
-            if target <= mgr.synced_lsn:
-                return mgr.request(w.fd, target, False)
+            if w.next_lsn - 1 <= mgr.synced_lsn:
+                return mgr.request(w.fd, w.next_lsn - 1, False)
             cfg = self._config
             if not mgr.has_room(cfg.max_pending_segments, cfg.max_pending_bytes):
-                self._rot.wait_room(1, timeout)
+                self._rot.wait_room(1, timeout)  # may release the lock: read the target after
             if w.buf:
                 self._flush_locked()
-            return mgr.request(w.fd, target, True)
+            # Registered with the target read under this same lock hold: targets reach the
+            # commit path in increasing order, which its FIFO of handles relies on.
+            return mgr.request(w.fd, w.next_lsn - 1, True)
 
     def sync(self) -> int:
         """Make every appended record durable; return the durable LSN (blocking).
