@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint stress bench docs clean
+.PHONY: run test lint stress bench bench-docs bench-quick docs clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,11 +47,26 @@ stress: $(VENV)/.test
 	$(PY) stress/crash_loop.py --cycles 500
 	$(PY) stress/soak.py --seconds 60
 
+# Reports (markdown + JSON) and plots go to $(BENCH_OUT); `make bench-docs` writes them where
+# docs/benchmarks.md takes its figures from and rewrites the page from its template
+# (stress/benchmarks_page.md.in: read its prose again after a new run);
+# `make bench-quick` is a seconds-long smoke run.
+BENCH_OUT ?= .bench-tmp/results
+BENCH_IMG ?= $(BENCH_OUT)
 bench: $(VENV)/.bench
-	$(PY) stress/bench_append.py
-	$(PY) stress/bench_commit.py
-	$(PY) stress/bench_replay.py
+	$(PY) stress/bench_append.py --out $(BENCH_OUT)
+	$(PY) stress/bench_commit.py --out $(BENCH_OUT) --plot $(BENCH_IMG)/commits.png
+	$(PY) stress/bench_replay.py --out $(BENCH_OUT) --plot $(BENCH_IMG)/scans.png
 	$(PY) stress/bench_ship.py
+
+bench-docs:
+	$(MAKE) bench BENCH_OUT=docs/results BENCH_IMG=docs/img
+	$(PY) stress/bench_page.py
+
+bench-quick: $(VENV)/.bench
+	$(PY) stress/bench_append.py --quick
+	$(PY) stress/bench_commit.py --quick
+	$(PY) stress/bench_replay.py --quick
 
 docs: $(VENV)/.docs
 	$(VENV)/bin/mkdocs build --strict

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _benchlib as bl
+import _harness as h
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 for extra in (REPO_ROOT, REPO_ROOT / "tests"):
@@ -122,11 +122,11 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=7, help="fresh readers per seek figure")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    with bl.bench_directory(None, "bench-ship-") as root:
+    with h.scratch_dir(h.REPO / ".bench-tmp", "bench-ship") as root:
         server = Server("weed", str(root / "seaweed" / "data"))
         server.start()
         try:
-            facts = bl.machine_facts(root)
+            facts = h.machine_facts(root)
             tp = throughput(root, server, args.mib)
             seeks: dict[int, Any] = {}
             stores = {n: build_store(root, server, n) for n in (10, args.segments)}
@@ -148,16 +148,16 @@ def main() -> int:
         finally:
             server.stop()
     big, small = seeks[args.segments], seeks[10]
-    result = {"machine": bl.to_jsonable(facts), "throughput": tp, "seek": seeks,
+    result = {"machine": facts, "throughput": tp, "seek": seeks,
               "ttfr_ratio": big["ttfr_median_s"] / small["ttfr_median_s"],
               "restore_one_lsn_4mib_segments": big_seg}
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
-    print(bl.render_facts(facts))
+    print(h.facts_table(facts))
     a, s = tp["archive"], tp["ship"]
     print()
-    print(bl.render_table(
+    print(h.table(
         ["throughput (4 MiB segments, 1 KiB records)", "seconds", "MiB/s"],
         [[f"local archive only ({args.mib} MiB)", f"{a['seconds_done']:.2f}",
           f"{a['mib_s']:.1f}"],
@@ -170,7 +170,7 @@ def main() -> int:
         rows.append([f"{r['segments']} segments", f"{r['ttfr_median_s'] * 1e3:.1f} ms",
                      f"{r['ttfr_max_s'] * 1e3:.1f} ms", str(r["gets"]), f"{r['bytes']:,}",
                      f"{r['restore_one_lsn_bytes']:,} B / {r['restore_one_lsn_gets']} GETs"])
-    print(bl.render_table(["store", "first record p50", "max", "GETs", "bytes read",
+    print(h.table(["store", "first record p50", "max", "GETs", "bytes read",
                            "restore one LSN"], rows))
     print(f"  restore one LSN from 4 MiB segments: {big_seg['bytes']:,} B in {big_seg['gets']} "
           f"GETs ({big_seg['seconds'] * 1e3:.1f} ms)")

@@ -42,15 +42,12 @@ from dataclasses import dataclass, field
 
 import lsnwal
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _harness import summarize  # the one place percentiles are computed
+
 
 def _digest(payload: bytes) -> bytes:
     return hashlib.blake2b(payload, digest_size=8).digest()
-
-
-def _pct(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 @dataclass
@@ -276,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
             read = sh.read_records
         span = args.interval if now >= next_t else max(1e-9, now - (next_t - args.interval))
         st = wal.stats()
-        print(f"{now - t_start:6.1f} {len(lat) / span:10.0f} {_pct(lat, 0.5) * 1e3:8.2f} "
-              f"{_pct(lat, 0.99) * 1e3:8.2f} {(lat[-1] if lat else 0) * 1e3:8.2f} "
+        q = summarize(lat)
+        print(f"{now - t_start:6.1f} {len(lat) / span:10.0f} {q['p50'] * 1e3:8.2f} "
+              f"{q['p99'] * 1e3:8.2f} {q['max'] * 1e3:8.2f} "
               f"{st.synced_lsn:11d} {st.pending_segments:7d} {st.archive_segments:7d} "
               f"{st.pruned_segments:7d} {(read - last_read) / span:9.0f}", flush=True)
         last_read = read
