@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 
 from . import format as fmt
 from .config import WalConfig
-from .errors import WalCorruptionError
+from .errors import WalCorruptionError, WalError
 from .fs import FileSystem, SyncBackend
+from .layout import unlink_loses
 from .names import ACTIVE_NAME, BROKEN_SUFFIX, WalPaths, parse_segment_name
 from .segment import ScanEnd, plain_chunks, read_header, read_seal
+from .watermark import WATERMARK_NAME, Watermark, read_watermark
 
 log = logging.getLogger("lsnwal")
 
@@ -125,6 +127,12 @@ class Analysis:
     live: list[Seg]  # pending + active kept, in LSN order
     cut: tuple[Seg, int] | None = None  # segment and offset where the log was cut
     cut_reason: str = ""
+    #: whole sealed segments followed by junk: (segment, end of its trailer)
+    trims: list[tuple[Seg, int]] = field(default_factory=list)
+    #: the durable watermark published in WATERMARK (None: no readable file)
+    durable_lsn: int | None = None
+    #: LSNs published as durable but not found (only kept in stop_at_corruption mode)
+    missing_durable: tuple[int, int] | None = None
     set_aside: list[Seg] = field(default_factory=list)
     duplicates: list[Seg] = field(default_factory=list)
     next_lsn: int = 1
@@ -140,7 +148,12 @@ class Analysis:
             out.append(
                 f"cut {seg.path} at offset {off} after LSN {seg.last_lsn} ({self.cut_reason})"
             )
+        out += [f"trimmed {s.path} at offset {off}: bytes after its seal"
+                for s, off in self.trims]
         out += [f"set aside {s.path} (after the cut)" for s in self.set_aside]
+        if self.missing_durable is not None:
+            lo, hi = self.missing_durable
+            out.append(f"LSNs {lo}..{hi} were reported durable but are missing")
         out += [f"dropped duplicate {s.path} (the same segment is kept elsewhere)"
                 for s in self.duplicates]
         return out
@@ -286,8 +299,8 @@ def _scan_live(fs: FileSystem, seg: Seg) -> None:
             seg.last_lsn = h.first_lsn + count - 1
             seg.last_ts = prev_ts
         data_end = end.offset if end.verdict != fmt.END else seg.size
-        if end.verdict == fmt.SEALED:
-            data_end = end.offset
+        if end.seal is not None:  # sealed, or sealed and followed by junk
+            data_end = end.seal.data_end
         if data_end > block_off:
             seg.blocks.append(fmt.Block(block_lsn, block_ts, block_off, data_end - block_off,
                                         data_end - block_off))
@@ -297,8 +310,8 @@ def _scan_live(fs: FileSystem, seg: Seg) -> None:
         fs.close(fd)
 
 
-def _classify(fs: FileSystem, seg: Seg) -> str:
-    """'torn' when nothing valid follows the damage in ``seg``, else 'corrupt'."""
+def _continues(fs: FileSystem, seg: Seg, last_good: int) -> bool:
+    """True when a valid record with an LSN above ``last_good`` follows the damage in ``seg``."""
     offset = seg.end.offset
     fd = fs.open_read(seg.path)
     try:
@@ -306,12 +319,8 @@ def _classify(fs: FileSystem, seg: Seg) -> str:
     finally:
         fs.close(fd)
     if not tail or fmt.is_zero(tail, 0):
-        return "torn"
-    # Without a readable header last_lsn is unknown (0): look for records from the
-    # first LSN the name (or the previous segment) says, not from LSN 1.
-    last_good = seg.last_lsn if seg.header is not None else max(0, (seg.name_lsn or 1) - 1)
-    cont = fmt.find_continuation(tail, 0, last_good)
-    return "torn" if cont is None else "corrupt"
+        return False
+    return fmt.find_continuation(tail, 0, last_good) is not None
 
 
 def analyze(
@@ -329,6 +338,10 @@ def analyze(
     checked against the newest of them.
     """
     mode = config.recovery_mode
+    # Read before any segment: the value never leads the disk, so a writer moving on
+    # while we scan can only make it conservative.
+    wm = read_watermark(paths.root, fs)
+    durable = wm.synced_lsn if wm is not None else None
     if archive is None:
         archive = list_archive(fs, paths)
     # The same first LSN twice in the archive (e.g. plain and compressed) is one segment.
@@ -342,7 +355,7 @@ def analyze(
                 path=s.path,
             )
         by_lsn[s.name_lsn] = s
-    an = Analysis(archive=archive, live=[])
+    an = Analysis(archive=archive, live=[], durable_lsn=durable)
     to_load = archive if full_archive else archive[-1:]
     for s in to_load:
         load_archived(fs, s)
@@ -371,7 +384,10 @@ def analyze(
         if act.header is None:
             # An active file without a valid header holds nothing we wrote durably:
             # crash right after its creation. It sorts last.
-            act.name_lsn = (live[-1].last_lsn + 1) if live else an.next_lsn
+            # With nothing else left (all pruned after a checkpoint) it starts after the
+            # published checkpoint, not at LSN 1.
+            act.name_lsn = (live[-1].last_lsn + 1) if live else max(
+                an.next_lsn, (wm.checkpoint_lsn + 1) if wm is not None and not archive else 1)
         live.append(act)
 
     expected: int | None = an.next_lsn if archive else None
@@ -389,6 +405,7 @@ def analyze(
             and prev_seg is not None
             and prev_seg.state == "pending"
             and s.first_lsn == prev_seg.first_lsn
+            and not unlink_loses(s.path, prev_seg.path)
             and _same_bytes(fs, s.path, prev_seg.path)
         ):
             # The rename active.wal -> pending/ reached the new directory but the old
@@ -399,6 +416,9 @@ def analyze(
         if expected is not None and s.header is not None and s.first_lsn < expected:
             dup = by_lsn.get(s.first_lsn)
             if dup is not None and s.state == "pending":
+                if unlink_loses(s.path, dup.path):
+                    raise WalError(f"{s.path} is listed in pending/ and in the archive: the "
+                                   "two directories are one (refusing to touch it)")
                 load_archived(fs, dup)
                 if dup.last_lsn == s.last_lsn and s.end.verdict in (fmt.SEALED, fmt.END):
                     if not same_records(fs, s.path, s.data_end, dup):
@@ -407,30 +427,40 @@ def analyze(
                             "content", path=s.path, offset=0, lsn=s.first_lsn - 1)
                     an.duplicates.append(s)
                     continue
+        if expected is not None and s.header is not None and s.first_lsn != expected:
             assert prev_seg is not None
-            _continuity_error(prev_seg, s)
-        if expected is not None and s.header is not None and s.first_lsn > expected:
-            assert prev_seg is not None
-            # A live segment without its seal lost its unsynced tail in a crash while a
-            # later file kept its header: a torn tail (nothing after it was acknowledged,
-            # as syncs are FIFO), not a gap in the log.
-            lost_tail = prev_seg.state != "archive" and prev_seg.end.verdict != fmt.SEALED
-            if mode == "strict" or (mode == "tolerate_tail" and not lost_tail):
-                _continuity_error(prev_seg, s)
+            # A gap or an overlap. Past the durable watermark it is what a power loss
+            # leaves (the earlier file lost its unsynced tail and seal while this one
+            # kept its header, or this file holds old bytes): a torn tail. Without a
+            # watermark this header is valid data after the break: corruption.
+            torn = _torn(prev_seg.last_lsn, durable, later_data=True)
+            if mode == "strict" or (mode == "tolerate_tail" and not torn):
+                _continuity_error(prev_seg, s, durable)
             an.set_aside.extend(live[i:])
-            an.cut_reason = f"{'torn: no seal, ' if lost_tail else ''}gap before {s.path}"
+            an.cut_reason = f"{'torn' if torn else 'corrupt'}: {s.path} does not continue " \
+                f"the log after LSN {prev_seg.last_lsn}"
             break
-        damaged = s.end.verdict == fmt.DAMAGED
-        if damaged:
-            kind = "corrupt" if mode == "strict" else _classify(fs, s)
-            if mode == "strict" or (kind == "corrupt" and mode == "tolerate_tail"):
+        if s.end.verdict == fmt.DAMAGED and s.end.seal is not None:
+            # A whole sealed segment followed by junk: trim the junk, keep the seal (a
+            # second seal would make the segment unreadable).
+            if mode == "strict":
                 raise WalCorruptionError(
-                    f"{s.end.reason} ({'torn tail' if kind == 'torn' else 'corruption'}"
-                    f" in a {s.state} segment, recovery_mode={mode!r})",
-                    path=s.path, offset=s.end.offset,
-                    lsn=s.last_lsn if s.header else max(0, (s.name_lsn or 1) - 1),
-                )
-            an.cut_reason = f"{kind}: {s.end.reason}"
+                    f"{s.end.reason} (in a {s.state} segment, recovery_mode='strict')",
+                    path=s.path, offset=s.end.offset, lsn=s.last_lsn)
+            an.trims.append((s, s.end.offset))
+            s.end = ScanEnd(fmt.SEALED, s.end.seal.data_end, seal=s.end.seal,
+                            last_lsn=s.end.last_lsn)
+        elif s.end.verdict == fmt.DAMAGED:
+            last_good = s.last_lsn if s.header is not None else max(0, (s.name_lsn or 1) - 1)
+            later = durable is None and (
+                any(t.header is not None for t in live[i + 1 :]) or _continues(fs, s, last_good))
+            torn = _torn(last_good, durable, later)
+            if mode == "strict" or (not torn and mode == "tolerate_tail"):
+                raise WalCorruptionError(
+                    f"{s.end.reason} ({_verdict(torn, last_good, durable)} in a {s.state} "
+                    f"segment, recovery_mode={mode!r})",
+                    path=s.path, offset=s.end.offset, lsn=last_good)
+            an.cut_reason = f"{'torn' if torn else 'corrupt'}: {s.end.reason}"
             if s.header is None:
                 an.set_aside.extend(live[i:])
             else:
@@ -446,14 +476,61 @@ def analyze(
         an.next_lsn = max(an.next_lsn, s.last_lsn + 1, s.first_lsn)
         an.last_ts = max(an.last_ts, s.last_ts)
         an.checkpoint_lsn = max(an.checkpoint_lsn, s.checkpoint_lsn)
+    if wm is not None:
+        _check_durable(an, wm, paths, mode)
     return an
 
 
-def _continuity_error(prev: Seg, seg: Seg) -> None:
+def _torn(last_good: int, durable: int | None, later_data: bool) -> bool:
+    """May damage right after LSN ``last_good`` be cut as a torn tail?
+
+    With a durable watermark: only if it lies past the last durable record (nothing
+    at or below ``durable`` can be lost). Without one: only if no valid data with a
+    higher LSN exists anywhere (the damage is the end of the log).
+    """
+    if durable is not None:
+        return last_good >= durable
+    return not later_data
+
+
+def _verdict(torn: bool, last_good: int, durable: int | None) -> str:
+    if torn:
+        return "torn tail"
+    if durable is not None:
+        return f"corruption at or before durable LSN {durable}"
+    return "corruption: valid data with higher LSNs follows"
+
+
+def _check_durable(an: Analysis, wm: Watermark, paths: WalPaths, mode: str) -> None:
+    """Every LSN the watermark calls durable must still be in the log (or checkpointed).
+
+    The watermark never leads the disk, so records found ending below it means
+    acknowledged records are missing: corruption, never a silent restart at a
+    reused LSN. A log with no record left at all (every segment pruned after a
+    checkpoint) continues after the watermark.
+    """
+    end = an.next_lsn - 1
+    if wm.synced_lsn <= end:
+        return
+    nothing_left = not an.archive and all(s.count == 0 for s in an.live)
+    if nothing_left and wm.synced_lsn <= wm.checkpoint_lsn:
+        an.next_lsn = wm.synced_lsn + 1
+        an.checkpoint_lsn = max(an.checkpoint_lsn, wm.checkpoint_lsn)
+        return
+    if mode != "stop_at_corruption":
+        raise WalCorruptionError(
+            f"LSNs up to {wm.synced_lsn} were reported durable but the log ends at LSN "
+            f"{end} (recovery_mode={mode!r})",
+            path=os.path.join(paths.root, WATERMARK_NAME), lsn=end)
+    an.missing_durable = (end + 1, wm.synced_lsn)
+
+
+def _continuity_error(prev: Seg, seg: Seg, durable: int | None = None) -> None:
     what = "gap" if seg.first_lsn > prev.last_lsn + 1 else "overlap"
     raise WalCorruptionError(
         f"LSN {what} between segments: {prev.path} ends at LSN {prev.last_lsn}, "
-        f"{seg.path} starts at LSN {seg.first_lsn}",
+        f"{seg.path} starts at LSN {seg.first_lsn}"
+        + (f" (durable up to LSN {durable})" if durable is not None else ""),
         path=seg.path,
         offset=0,
         lsn=prev.last_lsn,
@@ -488,29 +565,12 @@ def apply_cuts(fs: FileSystem, an: Analysis, backend: SyncBackend | None = None)
     """
     backend = backend if backend is not None else fs.sync_backend()
     touched_dirs: set[str] = set()
-    if an.cut is not None:
-        seg, off = an.cut
-        fd = fs.open_write(seg.path)
-        try:
-            size = fs.fsize(fd)
-            rfd = fs.open_read(seg.path)
-            try:
-                cut_bytes = fs.pread(rfd, size - off, off)
-            finally:
-                fs.close(rfd)
-            broken = _free_name(fs, seg.path + BROKEN_SUFFIX)
-            bfd = fs.create(broken)
-            try:
-                fs.write(bfd, cut_bytes)
-                backend.sync_file(bfd)
-            finally:
-                fs.close(bfd)
-            fs.truncate(fd, off)
-            backend.sync_file(fd)
-        finally:
-            fs.close(fd)
+    cuts = list(an.trims) + ([an.cut] if an.cut is not None else [])
+    for seg, off in cuts:
+        _cut_file(fs, backend, seg.path, off)
         touched_dirs.add(os.path.dirname(seg.path))
-        log.warning("lsnwal recovery: %s", an.report()[0])
+    for line in an.report()[: len(cuts)]:
+        log.warning("lsnwal recovery: %s", line)
     for s in an.set_aside:
         touched_dirs.add(os.path.dirname(s.path))
         if s.state == "active" and s.size == 0:
@@ -519,7 +579,7 @@ def apply_cuts(fs: FileSystem, an: Analysis, backend: SyncBackend | None = None)
         fs.rename(s.path, _free_name(fs, s.path + BROKEN_SUFFIX))
         log.warning("lsnwal recovery: set aside %s", s.path)
     for s in an.duplicates:
-        fs.unlink(s.path)
+        fs.unlink(s.path)  # analyze checked that the other copy is another file
         touched_dirs.add(os.path.dirname(s.path))
     for d in sorted(touched_dirs):
         dfd = fs.open_dir(d)
@@ -527,6 +587,28 @@ def apply_cuts(fs: FileSystem, an: Analysis, backend: SyncBackend | None = None)
             backend.sync_dir(dfd)
         finally:
             fs.close(dfd)
+
+
+def _cut_file(fs: FileSystem, backend: SyncBackend, path: str, off: int) -> None:
+    """Truncate ``path`` at ``off``, keeping the cut bytes in ``<path>.broken`` first."""
+    fd = fs.open_write(path)
+    try:
+        size = fs.fsize(fd)
+        rfd = fs.open_read(path)
+        try:
+            cut_bytes = fs.pread(rfd, size - off, off)
+        finally:
+            fs.close(rfd)
+        bfd = fs.create(_free_name(fs, path + BROKEN_SUFFIX))
+        try:
+            fs.write(bfd, cut_bytes)
+            backend.sync_file(bfd)
+        finally:
+            fs.close(bfd)
+        fs.truncate(fd, off)
+        backend.sync_file(fd)
+    finally:
+        fs.close(fd)
 
 
 def _free_name(fs: FileSystem, path: str) -> str:

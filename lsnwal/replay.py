@@ -454,7 +454,7 @@ def verify(
         report.add(exc.path or paths.root, exc.offset, exc.lsn, exc.reason)
         return report
     report.warnings.extend(an.report())
-    if an.cut is not None or an.set_aside:
+    if an.cut is not None or an.set_aside or an.missing_durable is not None:
         strict = (config or WalConfig()).replace(recovery_mode="tolerate_tail")
         try:
             analyze(fs, paths, strict)

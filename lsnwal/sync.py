@@ -71,7 +71,10 @@ class SyncHandle:
                 else:
                     waiter = None
             if waiter is not None:
-                got = waiter.acquire(True, -1 if timeout is None else max(0.0, timeout))
+                wait_s = -1.0  # None or inf: no limit (inf would overflow the lock's timeout)
+                if timeout is not None and timeout < threading.TIMEOUT_MAX:
+                    wait_s = max(0.0, timeout)
+                got = waiter.acquire(True, wait_s)
                 if not got:
                     with mgr.cv:
                         if not self.done_flag:
@@ -157,8 +160,11 @@ class SegmentSyncManager:
         failpoint: FailpointHook | None = None,
         name: str = "lsnwal-sync",
         root_dir_fd: int = -1,
+        on_durable: Callable[[int], None] | None = None,
     ) -> None:
         self.cv = threading.Condition(threading.Lock())
+        #: publishes a new synced_lsn (the WATERMARK file) before any waiter is told
+        self.on_durable = on_durable
         self._fs = fs
         self._backend = backend
         self._pending_dir_fd = pending_dir_fd
@@ -252,7 +258,7 @@ class SegmentSyncManager:
                 lambda: self.failure is not None
                 or self._stopping
                 or self.has_room(max_segments, max_bytes),
-                timeout,
+                None if timeout >= threading.TIMEOUT_MAX else timeout,  # inf: wait forever
             )
 
     # ------------------------------------------------------------------ watermark
@@ -274,6 +280,11 @@ class SegmentSyncManager:
         if lsn <= self.synced_lsn:
             return
         self.synced_lsn = lsn
+        if self.on_durable is not None:
+            try:
+                self.on_durable(lsn)
+            except OSError as exc:  # the published value may lag; it never leads
+                log.warning("lsnwal: could not publish the durable watermark: %r", exc)
         handles = self._handles
         loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         while handles and handles[0].target_lsn <= lsn:

@@ -26,6 +26,7 @@ archiver. Rules kept here:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -49,6 +50,7 @@ from .names import TMP_SUFFIX, WalPaths, segment_name
 from .recovery import Analysis, analyze, apply_cuts
 from .stats import WalStats, percentile
 from .sync import SegmentSyncManager, SyncHandle
+from .watermark import WatermarkWriter
 from .writer import SPARE_PREFIX, SPARE_SUFFIX, SealedSegment, SegmentWriter, SparePool
 
 #: the sync thread waits at most this long for a pre-created segment file
@@ -90,6 +92,7 @@ class AsyncWalWriter:
         self._closed = True
         self._lock_handle = -1
         self._root_fd = self._pending_fd = -1
+        self._wm: WatermarkWriter | None = None
         self._bytes = self._rotations = 0
         self._backpressure_s = 0.0
         self.recovery_report: list[str] = []
@@ -109,7 +112,7 @@ class AsyncWalWriter:
         self._closed = False
         self._finalizer = weakref.finalize(
             self, _abandon, self._mgr, self._archiver, self._spares, self._w, fs,
-            self._lock_handle, (self._root_fd, self._pending_fd),
+            self._lock_handle, (self._root_fd, self._pending_fd), self._wm,
         )
 
     # ------------------------------------------------------------------ opening
@@ -148,6 +151,11 @@ class AsyncWalWriter:
         self._pending_fd = fs.open_dir(paths.pending)
         # Everything found is durable from here on (D8: leftovers are fsynced, not trusted).
         backend.sync_dir(self._pending_fd)
+        # The durable watermark: everything found is durable now (fsynced once here;
+        # the sync manager rewrites it before it tells a waiter; recovery reads it).
+        self._wm = wm = WatermarkWriter(fs, paths.root)
+        wm.publish(an.next_lsn - 1, an.checkpoint_lsn)
+        backend.sync_file(wm.fd)
         self._spares = SparePool(fs, paths.root)
         self._w = SegmentWriter(
             fs, paths, next_lsn=an.next_lsn, last_ts=an.last_ts,
@@ -168,6 +176,7 @@ class AsyncWalWriter:
         self._mgr = SegmentSyncManager(
             fs, backend, self._pending_fd, initial_synced_lsn=an.next_lsn - 1,
             on_synced=self._archiver.submit, failpoint=self._fp, root_dir_fd=self._root_fd,
+            on_durable=functools.partial(_publish, wm, an.checkpoint_lsn),
         )
         ref = weakref.ref(self)
 
@@ -670,6 +679,8 @@ class AsyncWalWriter:
                 with contextlib.suppress(OSError):
                     fs.close(fd)
         self._root_fd = self._pending_fd = -1
+        if self._wm is not None:
+            self._wm.close()
         if self._lock_handle >= 0:
             with contextlib.suppress(OSError):
                 fs.unlock(self._lock_handle)
@@ -691,6 +702,10 @@ class AsyncWalWriter:
         return f"<AsyncWalWriter {self._paths.root} {state} last_lsn={self.last_lsn}>"
 
 
+def _publish(wm: WatermarkWriter, checkpoint_lsn: int, lsn: int) -> None:
+    wm.publish(lsn, checkpoint_lsn)
+
+
 def _abandon(
     mgr: SegmentSyncManager,
     archiver: Archiver,
@@ -699,6 +714,7 @@ def _abandon(
     fs: FileSystem,
     lock_handle: int,
     dir_fds: tuple[int, int],
+    wm: WatermarkWriter | None,
 ) -> None:
     """Release an AsyncWalWriter that was garbage-collected without ``close()``."""
     with contextlib.suppress(Exception):
@@ -709,6 +725,8 @@ def _abandon(
     for fd in dir_fds:
         with contextlib.suppress(OSError):
             fs.close(fd)
+    if wm is not None:
+        wm.close()
     with contextlib.suppress(OSError):
         fs.unlock(lock_handle)
 
