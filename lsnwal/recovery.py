@@ -1,27 +1,31 @@
 """Recovery: collect segments, order them by header, check continuity, find the log's end.
 
 Owns the read-only analysis of a WAL directory (``analyze``) that ``open()``,
-``replay``, ``verify`` and ``collect_all_segments`` share, and the writes that
-``open()`` then applies (``apply_cuts``). Rules kept here:
+``replay``, ``verify`` and ``collect_all_segments`` share; ``repair.apply_cuts``
+carries out what it decides. Rules kept here:
 
 * Segments are ordered by the first LSN in their **header**; names are checked
   against headers. A gap or overlap names both neighbouring files. The same
   segment found in the archive and in ``pending/`` (a crash between copy and
-  delete) is recognised and counted once.
+  delete) is counted once — unless both names are one directory entry (aliased
+  directories), which is refused instead of deleting the only copy.
 * Every record of ``pending/`` and the active segment is read (they decide where
-  the log ends); of the archive only the newest segment's header and seal
-  (archived segments were checked when sealed, so open does not slow down as the
-  archive grows — ``verify``/``replay`` read the rest).
-* Damage outside the archive is classified, never guessed:
-  - ``torn``: nothing valid follows it (an incomplete record, a zero-filled or
-    garbage tail) — what a crash leaves after the last fsync. In
-    ``tolerate_tail`` mode the log is cut there, the cut bytes and every later
-    non-archived segment are kept as ``*.broken`` files, and the cut is reported.
-    This loses nothing acknowledged: acknowledgement is contiguous and covers
-    only fsynced data, which a crash does not tear.
-  - ``corrupt``: valid records follow the damage (a flipped byte mid-segment) —
-    ``WalCorruptionError`` with file, offset and last good LSN, unless the mode
-    is ``stop_at_corruption``. ``strict`` refuses any damage, torn tails too.
+  the log ends); of the archive only the newest segment's header and seal.
+* ``WATERMARK`` (read before any segment) gives W, the last LSN an fsync was
+  acknowledged for. Damage outside the archive is classified, never guessed:
+  - ``torn`` — with W: the damage lies past the end of record W (every byte
+    there was unsynced, so any mix of zeros, garbage, old bytes and whole later
+    records is possible). Without W: nothing valid with a higher LSN follows
+    anywhere (no later record in the file, no later segment header). In
+    ``tolerate_tail`` the log is cut there, the cut bytes and every later live
+    segment are kept as ``*.broken``.
+  - ``corrupt`` — anything else: ``WalCorruptionError`` with file, offset and
+    last good LSN, unless the mode is ``stop_at_corruption``. ``strict`` refuses
+    any damage.
+  - junk after a complete, valid seal is trimmed (kept as ``.broken``), never
+    sealed again, and does not end the log.
+* W above the end of what was found means durable records are missing:
+  corruption, never a silent restart at reused LSNs.
 """
 
 from __future__ import annotations
@@ -33,90 +37,24 @@ from dataclasses import dataclass, field
 from . import format as fmt
 from .config import WalConfig
 from .errors import WalCorruptionError, WalError
-from .fs import FileSystem, SyncBackend
+from .fs import FileSystem
 from .layout import unlink_loses
-from .names import ACTIVE_NAME, BROKEN_SUFFIX, WalPaths, parse_segment_name
-from .segment import ScanEnd, plain_chunks, read_header, read_seal
+from .names import ACTIVE_NAME, WalPaths
+from .repair import apply_cuts
+from .segment import ScanEnd
+from .segscan import (
+    Seg,
+    SegmentInfo,
+    list_archive,
+    list_dir,
+    load_archived,
+    same_bytes,
+    same_records,
+    scan_live,
+)
 from .watermark import WATERMARK_NAME, Watermark, read_watermark
 
 log = logging.getLogger("lsnwal")
-
-_DATA = int(fmt.RecordKind.DATA)
-_CHECKPOINT = int(fmt.RecordKind.CHECKPOINT)
-_MARK = int(fmt.RecordKind.MARK)
-
-
-@dataclass(frozen=True)
-class SegmentInfo:
-    """One segment as found on disk."""
-
-    path: str
-    state: str  # "archive", "pending" or "active"
-    first_lsn: int
-    last_lsn: int  # first_lsn - 1 when the segment holds no record
-    size_bytes: int
-    compressed: bool
-
-
-_NOT_SCANNED = ScanEnd()
-
-
-class Seg:
-    """Working state of one segment during analysis.
-
-    A plain class whose defaults live on the class, so that listing an archive
-    of thousands of segments costs one small object each (replay's seek path).
-    Lists are replaced, never mutated, until a segment is scanned.
-    """
-
-    compressed: bool = False
-    size: int = 0
-    header: fmt.SegmentHeader | None = None
-    header_error: str = ""
-    seal: fmt.Seal | None = None
-    end: ScanEnd = _NOT_SCANNED
-    # summary of the records kept (filled for non-archived segments)
-    last_lsn: int = 0
-    count: int = 0
-    first_ts: float = 0.0
-    last_ts: float = 0.0
-    checkpoint_lsn: int = 0
-    marks: list[tuple[str, int, float]] = []  # replaced, never mutated, before use
-    blocks: list[fmt.Block] = []  # replaced, never mutated, before use
-    data_end: int = fmt.HEADER_SIZE
-
-    def __init__(
-        self, path: str, state: str, name_lsn: int | None, compressed: bool = False
-    ) -> None:
-        self.path = path
-        self.state = state
-        self.name_lsn = name_lsn
-        if compressed:
-            self.compressed = True
-
-    def __repr__(self) -> str:
-        return f"Seg({self.path!r}, {self.state}, first_lsn={self.first_lsn})"
-
-    @property
-    def first_lsn(self) -> int:
-        """First LSN from the header (or the name when the header is unreadable)."""
-        if self.header is not None:
-            return self.header.first_lsn
-        return self.name_lsn or 0
-
-    def info(self) -> SegmentInfo:
-        """The public description."""
-        return SegmentInfo(
-            self.path, self.state, self.first_lsn, self.last_lsn, self.size, self.compressed
-        )
-
-    def rebuilt_seal(self) -> fmt.Seal:
-        """A seal describing the records kept (for segments whose seal was cut off)."""
-        blocks = list(self.blocks)
-        return fmt.Seal(
-            self.last_lsn, self.count, self.first_ts, self.last_ts, self.checkpoint_lsn,
-            self.data_end, tuple(blocks), tuple(self.marks),
-        )
 
 
 @dataclass
@@ -157,157 +95,6 @@ class Analysis:
         out += [f"dropped duplicate {s.path} (the same segment is kept elsewhere)"
                 for s in self.duplicates]
         return out
-
-
-def _list(fs: FileSystem, directory: str, state: str) -> list[Seg]:
-    if not fs.isdir(directory):
-        return []
-    names = fs.listdir(directory)
-    names.sort()  # 20-digit zero-padded names: string order is LSN order
-    prefix = directory.rstrip("/") + "/"
-    out = []
-    for name in names:
-        parsed = parse_segment_name(name)
-        if parsed is not None:
-            out.append(Seg(prefix + name, state, parsed[0], parsed[1]))
-    return out
-
-
-def list_archive(fs: FileSystem, paths: WalPaths) -> list[Seg]:
-    """Archived segments by name (no file opened)."""
-    return _list(fs, paths.archive, "archive")
-
-
-def load_archived(fs: FileSystem, seg: Seg) -> Seg:
-    """Read an archived segment's header and seal (its records are not read)."""
-    fd = fs.open_read(seg.path)
-    try:
-        seg.size = fs.fsize(fd)
-        try:
-            seg.header = read_header(fs, fd)
-        except fmt.HeaderError as exc:
-            raise WalCorruptionError(
-                f"bad segment header: {exc}", path=seg.path, offset=0
-            ) from None
-        if seg.name_lsn is not None and seg.header.first_lsn != seg.name_lsn:
-            raise WalCorruptionError(
-                f"file name says first LSN {seg.name_lsn} but the header says "
-                f"{seg.header.first_lsn}",
-                path=seg.path,
-                offset=0,
-            )
-        seg.compressed = seg.header.compressed
-        seg.seal = read_seal(fs, fd, seg.size)
-        if seg.seal is None:
-            raise WalCorruptionError(
-                "archived segment has no valid seal (footer)", path=seg.path, offset=seg.size
-            )
-        seg.last_lsn = seg.seal.last_lsn
-        seg.last_ts = seg.seal.last_ts
-        seg.checkpoint_lsn = seg.seal.checkpoint_lsn
-        seg.data_end = seg.seal.data_end
-    finally:
-        fs.close(fd)
-    return seg
-
-
-def same_records(fs: FileSystem, plain_path: str, data_end: int, archived: Seg) -> bool:
-    """True if the plain segment's records (up to ``data_end``) are byte for byte ``archived``'s.
-
-    ``archived`` must be loaded. A compressed copy is compared frame by frame after
-    decompression. Used only for a segment found twice (rare: a crash mid-archive).
-    """
-    from .compress import decompress_block
-
-    seal = archived.seal
-    if seal is None or sum(b.raw_len for b in seal.blocks) != data_end - fmt.HEADER_SIZE:
-        return False
-    if not archived.compressed and seal.data_end != data_end:
-        return False
-    fd, afd = fs.open_read(plain_path), fs.open_read(archived.path)
-    try:
-        pos = fmt.HEADER_SIZE
-        for b in seal.blocks:  # blocks cover the record bytes [HEADER_SIZE, data_end) in order
-            try:
-                theirs = (decompress_block(fs.pread(afd, b.stored_len, b.offset), b)
-                          if archived.compressed else fs.pread(afd, b.raw_len, pos))
-            except ValueError:
-                return False
-            if fs.pread(fd, b.raw_len, pos) != theirs:
-                return False
-            pos += b.raw_len
-        return True
-    finally:
-        fs.close(fd)
-        fs.close(afd)
-
-
-def _scan_live(fs: FileSystem, seg: Seg) -> None:
-    """Read every record of a pending/active segment; fill its summary and ``end``."""
-    fd = fs.open_read(seg.path)
-    try:
-        seg.size = fs.fsize(fd)
-        try:
-            seg.header = read_header(fs, fd)
-        except fmt.UnsupportedFormatError as exc:  # a newer format, not a torn tail: refuse
-            raise WalCorruptionError(
-                f"bad segment header: {exc}", path=seg.path, offset=0) from None
-        except fmt.HeaderError as exc:
-            seg.header_error = str(exc)
-            seg.end = ScanEnd(fmt.DAMAGED, 0, f"bad segment header: {exc}",
-                              truncated=seg.size < fmt.HEADER_SIZE)
-            return
-        h = seg.header
-        if h.compressed:
-            seg.header_error = "compressed segment outside the archive"
-            seg.end = ScanEnd(fmt.DAMAGED, 0, seg.header_error)
-            return
-        seg.marks, seg.blocks = [], []
-        seg.last_lsn = h.first_lsn - 1
-        seg.checkpoint_lsn = h.checkpoint_lsn
-        seg.last_ts = h.created
-        end = ScanEnd()
-        block_off = fmt.HEADER_SIZE
-        block_lsn = h.first_lsn
-        block_ts = h.created
-        prev_ts = h.created
-        interval = fmt.INDEX_INTERVAL_BYTES
-        count = 0
-        hsize = fmt.RECORD_HEADER_SIZE
-        for base, data, recs in plain_chunks(fs, fd, seg.size, h.first_lsn, end):
-            # Summaries per ~1 MiB chunk, not per record: this loop is open()'s hot path.
-            if count == 0:
-                seg.first_ts = recs[0][3]
-            off0 = base + recs[0][0]
-            if off0 - block_off >= interval:
-                seg.blocks.append(fmt.Block(block_lsn, block_ts, block_off, off0 - block_off,
-                                            off0 - block_off))
-                block_off, block_lsn, block_ts = off0, recs[0][1], prev_ts
-            count += len(recs)
-            prev_ts = recs[-1][3]
-            for _rel, lsn, kind, ts, ln in [r for r in recs if r[2] != _DATA]:
-                p = _rel + hsize
-                if kind == _CHECKPOINT:
-                    cp = fmt.CHECKPOINT_PREFIX.unpack_from(data, p)[0]
-                    seg.checkpoint_lsn = max(seg.checkpoint_lsn, cp)
-                elif kind == _MARK:
-                    seg.marks.append((bytes(data[p : p + ln]).decode("utf-8", "replace"), lsn,
-                                      ts))
-        seg.end = end
-        seg.count = count
-        if count:
-            seg.last_lsn = h.first_lsn + count - 1
-            seg.last_ts = prev_ts
-        data_end = end.offset if end.verdict != fmt.END else seg.size
-        if end.seal is not None:  # sealed, or sealed and followed by junk
-            data_end = end.seal.data_end
-        if data_end > block_off:
-            seg.blocks.append(fmt.Block(block_lsn, block_ts, block_off, data_end - block_off,
-                                        data_end - block_off))
-        seg.data_end = data_end
-        seg.seal = end.seal
-    finally:
-        fs.close(fd)
 
 
 def _continues(fs: FileSystem, seg: Seg, last_good: int) -> bool:
@@ -372,15 +159,15 @@ def analyze(
                 _continuity_error(prev, s)
             prev = s
 
-    pending = _list(fs, paths.pending, "pending")
+    pending = list_dir(fs, paths.pending, "pending")
     live: list[Seg] = []
     for s in pending:
-        _scan_live(fs, s)
+        scan_live(fs, s)
         live.append(s)
     live.sort(key=lambda s: s.first_lsn)
     if fs.exists(paths.active):
         act = Seg(paths.active, "active", None)
-        _scan_live(fs, act)
+        scan_live(fs, act)
         if act.header is None:
             # An active file without a valid header holds nothing we wrote durably:
             # crash right after its creation. It sorts last.
@@ -406,7 +193,7 @@ def analyze(
             and prev_seg.state == "pending"
             and s.first_lsn == prev_seg.first_lsn
             and not unlink_loses(s.path, prev_seg.path)
-            and _same_bytes(fs, s.path, prev_seg.path)
+            and same_bytes(fs, s.path, prev_seg.path)
         ):
             # The rename active.wal -> pending/ reached the new directory but the old
             # name survived too (a file system that does not journal a rename as one
@@ -537,89 +324,6 @@ def _continuity_error(prev: Seg, seg: Seg, durable: int | None = None) -> None:
     )
 
 
-def _same_bytes(fs: FileSystem, a: str, b: str) -> bool:
-    """True when two files hold exactly the same bytes."""
-    fa, fb = fs.open_read(a), fs.open_read(b)
-    try:
-        size = fs.fsize(fa)
-        if size != fs.fsize(fb):
-            return False
-        off = 0
-        while off < size:
-            n = min(1 << 20, size - off)
-            if fs.pread(fa, n, off) != fs.pread(fb, n, off):
-                return False
-            off += n
-        return True
-    finally:
-        fs.close(fa)
-        fs.close(fb)
-
-
-def apply_cuts(fs: FileSystem, an: Analysis, backend: SyncBackend | None = None) -> None:
-    """Carry out what ``analyze`` decided: cut the torn tail, set aside later files.
-
-    The cut bytes are kept in ``<segment>.broken`` (fsynced before the segment is
-    truncated), so the evidence survives; set-aside segments are renamed to
-    ``<name>.broken``. Duplicates are deleted (the other copy is durable).
-    """
-    backend = backend if backend is not None else fs.sync_backend()
-    touched_dirs: set[str] = set()
-    cuts = list(an.trims) + ([an.cut] if an.cut is not None else [])
-    for seg, off in cuts:
-        _cut_file(fs, backend, seg.path, off)
-        touched_dirs.add(os.path.dirname(seg.path))
-    for line in an.report()[: len(cuts)]:
-        log.warning("lsnwal recovery: %s", line)
-    for s in an.set_aside:
-        touched_dirs.add(os.path.dirname(s.path))
-        if s.state == "active" and s.size == 0:
-            fs.unlink(s.path)  # created just before the crash: no bytes, no evidence
-            continue
-        fs.rename(s.path, _free_name(fs, s.path + BROKEN_SUFFIX))
-        log.warning("lsnwal recovery: set aside %s", s.path)
-    for s in an.duplicates:
-        fs.unlink(s.path)  # analyze checked that the other copy is another file
-        touched_dirs.add(os.path.dirname(s.path))
-    for d in sorted(touched_dirs):
-        dfd = fs.open_dir(d)
-        try:
-            backend.sync_dir(dfd)
-        finally:
-            fs.close(dfd)
-
-
-def _cut_file(fs: FileSystem, backend: SyncBackend, path: str, off: int) -> None:
-    """Truncate ``path`` at ``off``, keeping the cut bytes in ``<path>.broken`` first."""
-    fd = fs.open_write(path)
-    try:
-        size = fs.fsize(fd)
-        rfd = fs.open_read(path)
-        try:
-            cut_bytes = fs.pread(rfd, size - off, off)
-        finally:
-            fs.close(rfd)
-        bfd = fs.create(_free_name(fs, path + BROKEN_SUFFIX))
-        try:
-            fs.write(bfd, cut_bytes)
-            backend.sync_file(bfd)
-        finally:
-            fs.close(bfd)
-        fs.truncate(fd, off)
-        backend.sync_file(fd)
-    finally:
-        fs.close(fd)
-
-
-def _free_name(fs: FileSystem, path: str) -> str:
-    if not fs.exists(path):
-        return path
-    n = 1
-    while fs.exists(f"{path}.{n}"):
-        n += 1
-    return f"{path}.{n}"
-
-
 def collect_all_segments(
     path: str | os.PathLike[str], config: WalConfig | None = None, *, fs: FileSystem | None = None
 ) -> list[SegmentInfo]:
@@ -641,4 +345,7 @@ def collect_all_segments(
     return [s.info() for s in an.archive] + [s.info() for s in an.live]
 
 
-__all__ = ["ACTIVE_NAME", "Analysis", "SegmentInfo", "analyze", "collect_all_segments"]
+__all__ = [
+    "ACTIVE_NAME", "Analysis", "Seg", "SegmentInfo", "analyze", "apply_cuts",
+    "collect_all_segments", "list_archive", "load_archived", "same_records",
+]

@@ -153,9 +153,11 @@ class AsyncWalWriter:
         backend.sync_dir(self._pending_fd)
         # The durable watermark: everything found is durable now (fsynced once here;
         # the sync manager rewrites it before it tells a waiter; recovery reads it).
+        # This one fsync uses the file system's own backend: it orders no record's
+        # acknowledgement, and injected backends count and block record fsyncs.
         self._wm = wm = WatermarkWriter(fs, paths.root)
         wm.publish(an.next_lsn - 1, an.checkpoint_lsn)
-        backend.sync_file(wm.fd)
+        fs.sync_backend().sync_file(wm.fd)
         self._spares = SparePool(fs, paths.root)
         self._w = SegmentWriter(
             fs, paths, next_lsn=an.next_lsn, last_ts=an.last_ts,
