@@ -10,7 +10,10 @@ carries out what it decides. Rules kept here:
   delete) is counted once — unless both names are one directory entry (aliased
   directories), which is refused instead of deleting the only copy.
 * Every record of ``pending/`` and the active segment is read (they decide where
-  the log ends); of the archive only the newest segment's header and seal.
+  the log ends); of the archive only the newest segment's header and seal. At
+  ``open()`` (``check_archive``) the archive listing is compared with the seek
+  index; on any difference every archived header and seal (no record) is read
+  and the chain checked, so a missing or extra archived segment is an error.
 * ``WATERMARK`` (read before any segment) gives W, the last LSN an fsync was
   acknowledged for. Damage outside the archive is classified, never guessed:
   - ``torn`` — with W: the damage lies past the end of record W (every byte
@@ -41,6 +44,7 @@ from .fs import FileSystem
 from .layout import unlink_loses
 from .names import ACTIVE_NAME, WalPaths
 from .repair import apply_cuts
+from .seekindex import read_index
 from .segment import ScanEnd
 from .segscan import (
     Seg,
@@ -117,6 +121,7 @@ def analyze(
     *,
     full_archive: bool = False,
     archive: list[Seg] | None = None,
+    check_archive: bool = False,
 ) -> Analysis:
     """Find the log's segments and its end without changing anything on disk.
 
@@ -152,6 +157,10 @@ def analyze(
         an.next_lsn = tail.last_lsn + 1
         an.last_ts = tail.last_ts
         an.checkpoint_lsn = tail.checkpoint_lsn
+    if check_archive and not full_archive:
+        full_archive = not _index_agrees(fs, paths, archive)
+        for s in archive[:-1] if full_archive else ():
+            load_archived(fs, s)
     if full_archive:
         prev: Seg | None = None
         for s in archive:
@@ -266,6 +275,19 @@ def analyze(
     if wm is not None:
         _check_durable(an, wm, paths, mode)
     return an
+
+
+def _index_agrees(fs: FileSystem, paths: WalPaths, archive: list[Seg]) -> bool:
+    """True when the seek index lists exactly the archived segments found by name.
+
+    The index is rewritten from the listing at every open and appended to as
+    segments are archived, so a segment missing from the middle of the archive,
+    or one that appeared there, shows as a difference without opening a file.
+    Any difference (also a merely stale index after a crash) makes ``open()``
+    check the chain by headers and seals, never by reading records.
+    """
+    entries = read_index(fs, paths.root)
+    return entries is not None and [lsn for lsn, _c in entries] == [s.name_lsn for s in archive]
 
 
 def _torn(last_good: int, durable: int | None, later_data: bool) -> bool:

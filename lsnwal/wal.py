@@ -143,7 +143,7 @@ class AsyncWalWriter:
         for name in fs.listdir(paths.root):  # unused spare files of an earlier run
             if name.startswith(SPARE_PREFIX) and name.endswith(SPARE_SUFFIX):
                 fs.unlink(os.path.join(paths.root, name))
-        an = analyze(fs, paths, self._config)
+        an = analyze(fs, paths, self._config, check_archive=True)
         apply_cuts(fs, an, self._backend)
         self.recovery_report = an.report()
         recovered = self._seal_recovered(an)

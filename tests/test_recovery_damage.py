@@ -33,10 +33,12 @@ from _walstate import (
     payloads,
     segment_files,
     set_watermark,
+    tree_hash,
 )
 
 import lsnwal
 from lsnwal import format as fmt
+from lsnwal.seekindex import INDEX_NAME
 
 STRESS = os.environ.get("LSNWAL_STRESS") == "1"
 WRITTEN = payloads()
@@ -139,3 +141,54 @@ def test_stop_at_corruption_still_cuts_there(template: Path, tmp_path: Path) -> 
         assert wal.last_lsn < len(WRITTEN)
         assert wal.recovery_report
     assert list(root.rglob("*.broken"))
+
+
+# --------------------------------------------------------------------------- archive chain at open
+
+
+@pytest.mark.parametrize("which", ["second", "middle", "second-newest"])
+def test_open_detects_a_missing_archived_segment(
+    template: Path, tmp_path: Path, which: str
+) -> None:
+    """A segment missing from the archive is WalCorruptionError at open naming both neighbours
+    (found by comparing names with the seek index, then headers and seals), nothing changed."""
+    root = copy_of(template, tmp_path / "wal")
+    segs = sorted((root / "archive").glob("*.wal"))
+    assert len(segs) >= 3
+    i = {"second": 1, "middle": len(segs) // 2, "second-newest": len(segs) - 2}[which]
+    i = max(1, min(i, len(segs) - 2))
+    segs[i].unlink()
+    before = tree_hash(root)
+    with pytest.raises(lsnwal.WalCorruptionError) as info:
+        lsnwal.open(root, SMALL)
+    assert "gap" in str(info.value)
+    assert str(segs[i - 1]) in str(info.value) and str(segs[i + 1]) in str(info.value)
+    assert tree_hash(root) == before
+
+
+def test_open_detects_an_extra_archived_segment(template: Path, tmp_path: Path) -> None:
+    """A foreign archived segment whose LSNs overlap its neighbours is an error at open."""
+    root = copy_of(template, tmp_path / "wal")
+    other = tmp_path / "other"
+    build_template(other, payloads(126, seed=99))  # other sizes: other segment boundaries
+    mine = {p.name for p in (root / "archive").glob("*.wal")}
+    extra = next(p for p in sorted((other / "archive").glob("*.wal"))[1:] if p.name not in mine)
+    shutil.copy(extra, root / "archive" / extra.name)
+    with pytest.raises(lsnwal.WalCorruptionError, match="overlap"):
+        lsnwal.open(root, SMALL)
+
+
+def test_a_stale_or_missing_index_only_costs_a_seal_check(template: Path, tmp_path: Path) -> None:
+    """Without the seek index (or with a stale one) an intact archive opens, and the index is
+    written again."""
+    for damage_index in ("missing", "stale"):
+        root = copy_of(template, tmp_path / damage_index)
+        index = root / INDEX_NAME
+        if damage_index == "missing":
+            index.unlink()
+        else:
+            index.write_bytes(index.read_bytes()[:-8])
+        with lsnwal.open(root, SMALL) as wal:
+            assert wal.last_lsn == len(WRITTEN)
+        assert index.exists()
+        assert [r.payload for r in lsnwal.replay(root, config=SMALL)] == WRITTEN
