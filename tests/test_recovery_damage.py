@@ -41,6 +41,8 @@ from lsnwal import format as fmt
 from lsnwal.seekindex import INDEX_NAME
 
 STRESS = os.environ.get("LSNWAL_STRESS") == "1"
+#: the full enumeration runs for many minutes under LSNWAL_STRESS=1
+LONG = pytest.mark.timeout(14400 if STRESS else 300)
 WRITTEN = payloads()
 SAMPLE_PER_FILE = 14
 
@@ -77,6 +79,7 @@ def damage(path: Path, kind: str, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
+@LONG
 @pytest.mark.parametrize("watermark", ["all-acknowledged", "none"])
 @pytest.mark.parametrize("kind", ["flip", "truncate"])
 def test_damage_anywhere_is_all_records_or_an_error(

@@ -40,6 +40,8 @@ import lsnwal
 from lsnwal import format as fmt
 
 STRESS = os.environ.get("LSNWAL_STRESS") == "1"
+#: the full enumeration runs for many minutes under LSNWAL_STRESS=1
+LONG = pytest.mark.timeout(14400 if STRESS else 300)
 WRITTEN = payloads()
 FILLS = ("zeros", "garbage", "old", "truncate")
 LENGTHS = (1, fmt.RECORD_HEADER_SIZE, 512, 4096, None)  # None: to the end of the file
@@ -115,6 +117,7 @@ def starts(path: Path, w: int, past: bool, rng: random.Random) -> list[int]:
     return picked if STRESS else sorted(rng.sample(picked, min(len(picked), 6)))
 
 
+@LONG
 @pytest.mark.parametrize("where", ["in-active", "end-of-newest-pending", "inside-newest-pending"])
 def test_any_pattern_past_the_watermark_keeps_every_acknowledged_record(
     template: Path, tmp_path: Path, where: str
@@ -149,6 +152,7 @@ def test_any_pattern_past_the_watermark_keeps_every_acknowledged_record(
     assert cases >= 40
 
 
+@LONG
 @pytest.mark.parametrize("where", ["in-active", "end-of-newest-pending", "inside-newest-pending"])
 def test_the_same_pattern_at_or_before_the_watermark_is_reported(
     template: Path, tmp_path: Path, where: str
