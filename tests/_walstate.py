@@ -18,7 +18,8 @@ from pathlib import Path
 
 import lsnwal
 from lsnwal import WalConfig, WalError
-from lsnwal.fs import OsSyncBackend
+from lsnwal.fs import OsFileSystem, OsSyncBackend
+from lsnwal.seekindex import write_index
 from lsnwal.watermark import WATERMARK_NAME, Watermark, encode_watermark
 from lsnwal.writer import SPARE_PREFIX, SPARE_SUFFIX
 
@@ -54,6 +55,9 @@ def build_template(root: Path, written: list[bytes], in_active: int = 6,
     assert len(archived) >= to_pending + 2
     for src in archived[-to_pending:]:
         os.rename(src, root / "pending" / src.name)
+    # As if they had never been archived: the seek index lists what the archive holds.
+    write_index(OsFileSystem(), str(root), [(int(p.name[:20]), False)
+                                            for p in archived[:-to_pending]])
 
 
 def copy_of(template: Path, dest: Path) -> Path:
