@@ -225,11 +225,12 @@ def analyze(
                     continue
         if expected is not None and s.header is not None and s.first_lsn != expected:
             assert prev_seg is not None
-            # A gap or an overlap. Past the durable watermark it is what a power loss
-            # leaves (the earlier file lost its unsynced tail and seal while this one
-            # kept its header, or this file holds old bytes): a torn tail. Without a
-            # watermark this header is valid data after the break: corruption.
-            torn = _torn(prev_seg.last_lsn, durable, later_data=True)
+            # A gap or an overlap. After a live segment that ends past the durable
+            # watermark it is what a power loss leaves (that file lost its unsynced
+            # tail and seal while this one kept its header, or this file holds old
+            # bytes): a torn tail. Without a watermark this header is valid data after
+            # the break, and after an archived segment nothing was unsynced: corruption.
+            torn = prev_seg.state != "archive" and _torn(prev_seg.last_lsn, durable, True)
             if mode == "strict" or (mode == "tolerate_tail" and not torn):
                 _continuity_error(prev_seg, s, durable)
             an.set_aside.extend(live[i:])
