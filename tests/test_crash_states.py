@@ -53,7 +53,7 @@ STRESS = os.environ.get("LSNWAL_STRESS") == "1"  # as conftest.stress_enabled()
 MIN_STATES = 10_000
 DATA, CHECKPOINT, MARK = (int(k) for k in lsnwal.RecordKind)
 #: the long forms run for many minutes; the short ones well under the default
-LONG = pytest.mark.timeout(7200 if STRESS else 600)
+LONG = pytest.mark.timeout(7200 if STRESS else 1200)
 
 #: every failpoint lsnwal defines (fs.py / writer.py / sync.py / wal.py / archive.py)
 FAILPOINTS = [
