@@ -232,7 +232,7 @@ def test_odd_numbers_are_refused_or_mean_what_they_say(field: str, value: Any) -
 
 def test_infinite_backpressure_timeout_waits_for_room(tmp_path: Any) -> None:
     """backpressure_timeout_s=inf (and handle.wait(inf)) waits until room appears instead of
-    raising OverflowError: a rotation blocked behind a held fsync completes once it is let go."""
+    raising OverflowError: a size rotation blocked behind a held fsync completes once let go."""
     import threading
 
     release = threading.Event()
@@ -244,26 +244,28 @@ def test_infinite_backpressure_timeout_waits_for_room(tmp_path: Any) -> None:
     cfg = WalConfig(segment_max_bytes=4096, max_pending_segments=1,
                     backpressure_timeout_s=float("inf"))
     wal = lsnwal.open(tmp_path / "wal", cfg, failpoint=hold)
+    big = b"x" * 1500
     try:
-        first = wal.sync_async()  # rotation 1: pending is now full, its fsync is held
-        wal.append(b"x" * 100)
+        while wal.stats().rotations < 1:  # the first full segment: pending is full, fsync held
+            wal.append(big)
         done = threading.Event()
         errors: list[BaseException] = []
 
-        def rotate_again() -> None:
+        def append_more() -> None:
             try:
+                for _ in range(6):  # needs another rotation: waits for room, without a limit
+                    wal.append(big)
                 wal.sync_async(timeout=float("inf")).wait(float("inf"))
             except BaseException as exc:  # reported below
                 errors.append(exc)
             done.set()
 
-        t = threading.Thread(target=rotate_again)
+        t = threading.Thread(target=append_more)
         t.start()
         assert not done.wait(0.3)  # still waiting for room, not failed
         release.set()
         t.join(30)
         assert done.is_set() and errors == []
-        assert first.wait(float("inf"))
         assert wal.synced_lsn == wal.last_lsn
     finally:
         release.set()
