@@ -39,7 +39,7 @@ lint: $(VENV)/.lint
 	$(VENV)/bin/mypy
 
 stress: $(VENV)/.test
-	LSNWAL_STRESS=1 $(PY) -m pytest -q tests/test_crash_states.py \
+	LSNWAL_STRESS=1 $(PY) -m pytest -q tests/test_crash_states.py tests/test_packaging.py \
 		tests/test_recovery_damage.py tests/test_recovery_watermark.py
 	$(PY) stress/crash_loop.py --cycles 500
 	$(PY) stress/soak.py --seconds 60

@@ -119,9 +119,13 @@ class Archiver:
     def submit(self, segs: list[SealedSegment], synced_lsn: int) -> None:
         """Hand over segments the sync thread has made durable."""
         with self._cv:
-            self._queue.extend(segs)
-            self._synced_lsn = max(self._synced_lsn, synced_lsn)
-            self._cv.notify_all()
+            if synced_lsn > self._synced_lsn:
+                self._synced_lsn = synced_lsn
+            if segs:
+                self._queue.extend(segs)
+                self._cv.notify_all()
+            elif self._cp_pending and self._cp_pending[0][0] <= synced_lsn:
+                self._cv.notify_all()  # a checkpoint became durable: retention may act
 
     def note_checkpoint(self, record_lsn: int, checkpoint_lsn: int) -> None:
         """A CHECKPOINT record at ``record_lsn`` declares ``checkpoint_lsn`` (durable later)."""
@@ -178,7 +182,9 @@ class Archiver:
                     self._prune(cp, dry_run=False)
             except BaseException as exc:  # keep the segments where they are, report loudly
                 self.error = exc
-                log.error("lsnwal: archiving stopped: %r (segments stay in pending/)", exc)
+                log.error("lsnwal: archiving stopped: %r (segments stay in pending/)", exc,
+                          extra={"event": "archive_failed", "error": repr(exc),
+                                 "archive_dir": self._paths.archive})
             finally:
                 with self._cv:
                     self._busy = False

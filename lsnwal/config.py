@@ -2,7 +2,8 @@
 
 One frozen, keyword-only dataclass. Units are in the field names. Invalid values
 raise ``ValueError`` naming the field at construction, so a bad config never
-reaches the disk. ``docs/index.md`` documents every field.
+reaches the disk. The class docstring (``help(WalConfig)``) and
+``docs/operations.md`` document every field.
 """
 
 from __future__ import annotations
@@ -20,7 +21,57 @@ MAX_RECORD_LIMIT = (1 << 32) - 1 - 64  # the length field is a u32
 
 @dataclass(frozen=True, kw_only=True)
 class WalConfig:
-    """Configuration of one WAL directory (all fields keyword-only, all validated)."""
+    """Configuration of one WAL directory (all fields keyword-only, all validated).
+
+    An invalid value raises ``ValueError`` naming the field when the config is
+    built. Sizes are bytes, times seconds; ``replace(**changes)`` returns a
+    validated copy.
+
+    Attributes:
+        segment_max_bytes: The active segment rotates before a record would take
+            it past this size (default 64 MiB, at least 4096). A record larger
+            than this gets a segment of its own.
+        max_record_bytes: Largest payload ``append`` accepts, as given, before
+            compression (default 16 MiB); larger raises ``RecordTooLargeError``.
+        pending_dir: Where rotated segments wait for their fsync (default
+            ``"pending"``; relative paths are inside the WAL directory).
+        archive_dir: Where synced segments are kept (default ``"archive"``); an
+            absolute path may be on another file system. Must differ from
+            ``pending_dir``.
+        archive_enabled: Keep synced segments for replay and point-in-time
+            restore (default True); False deletes each segment once the
+            checkpoint covers all of it.
+        archive_max_segments: Prune the oldest checkpointed archive segments
+            beyond this count (default None: no limit).
+        archive_max_bytes: Prune the oldest checkpointed archive segments while
+            the archive is larger than this (default None: no limit).
+        archive_max_age_s: Prune checkpointed archive segments whose newest
+            record is older than this many seconds (default None: no limit).
+        max_pending_segments: Backpressure: the most rotated, not yet synced
+            segments allowed at once (default 64).
+        max_pending_bytes: Backpressure: the most rotated, not yet synced bytes
+            allowed at once (default 1 GiB).
+        backpressure_timeout_s: How long a rotation waits for room before
+            ``BackpressureTimeout``, which appends nothing (default 30.0).
+        compression: ``None`` (default) keeps archived segments plain;
+            ``"zstd"`` compresses them off the commit path, in independent
+            frames so that replay can still seek.
+        compression_level: zstd level, -7 to 22 (default 3).
+        recovery_mode: How ``open()`` treats damage: ``"tolerate_tail"``
+            (default: cut a torn tail, refuse damage elsewhere), ``"strict"``
+            (refuse any damage) or ``"stop_at_corruption"`` (cut the log at the
+            first damaged record).
+        segment_max_age_s: Also rotate the active segment once its first record
+            is this many seconds old (default None: rotate by size only). Bounds
+            how far the archive, and an object store fed from it, can lag behind.
+            A commit never rotates: it fsyncs the active file in place.
+        write_buffer_bytes: 0 (default): every ``append`` hands its record to the
+            operating system before it returns, so killing the process (as
+            opposed to a power loss) loses nothing appended. A positive value
+            buffers appends in user space until that many bytes accumulate (and
+            at every sync, rotation and close): faster bulk loads, but a process
+            crash loses the buffered records that were not synced.
+    """
 
     #: The active segment rotates before a record would take it past this size.
     #: A record larger than this gets a segment of its own.
@@ -52,12 +103,15 @@ class WalConfig:
     compression_level: int = 3
     #: How open() treats damage: "strict", "tolerate_tail" or "stop_at_corruption".
     recovery_mode: RecoveryMode = "tolerate_tail"
-    #: ``sync_async`` rotates the active segment into ``pending/`` (True, the
-    #: DESIGN contract), or asks the sync thread to fsync the active file in place
-    #: in the same FIFO (False: no new file per commit; segments rotate by size).
-    rotate_on_sync: bool = True
-    #: Buffered appends are handed to the OS once this many bytes accumulate.
-    write_buffer_bytes: int = 1024 * 1024
+    #: Also rotate the active segment once its first record is this old (None: rotate
+    #: by size only). Bounds how far the archive (and an object store) can lag behind.
+    segment_max_age_s: float | None = None
+    #: 0 (the default): every ``append`` hands its record to the operating system
+    #: before it returns, so killing the process loses nothing appended. A positive
+    #: value buffers appends in user space until that many bytes accumulate (or a
+    #: sync, rotation or close): faster bulk loads, but a process crash loses the
+    #: buffered records that were not synced.
+    write_buffer_bytes: int = 0
 
     def __post_init__(self) -> None:
         _int_at_least("segment_max_bytes", self.segment_max_bytes, MIN_SEGMENT_BYTES)
@@ -91,9 +145,11 @@ class WalConfig:
             raise ValueError(
                 f"recovery_mode must be one of {RECOVERY_MODES}, got {self.recovery_mode!r}"
             )
-        _int_at_least("write_buffer_bytes", self.write_buffer_bytes, 1)
-        if not isinstance(self.rotate_on_sync, bool):
-            raise ValueError("rotate_on_sync must be a bool")
+        _int_at_least("write_buffer_bytes", self.write_buffer_bytes, 0)
+        if self.segment_max_age_s is not None:
+            _number_positive("segment_max_age_s", self.segment_max_age_s)
+            if self.segment_max_age_s == float("inf"):
+                raise ValueError("segment_max_age_s must be finite (use None for no age limit)")
 
     def replace(self, **changes: object) -> WalConfig:
         """Return a copy with ``changes`` applied (validated again)."""

@@ -7,8 +7,9 @@ can do about them:
   ``TypeError``/``ValueError`` for bad arguments): fix the calling code;
 * data — ``WalCorruptionError``, ``LsnUnavailableError``, ``RecoveryTargetError``:
   the bytes on disk or the requested target are not what was expected;
-* environment — ``WalSyncError``, ``WalLockedError``, ``BackpressureTimeout``:
-  the disk or another process is in the way.
+* environment — ``WalSyncError``, ``WalLockedError``, ``BackpressureTimeout``,
+  ``UnsupportedPlatformError``: the disk, another process or the operating
+  system is in the way.
 
 Messages always name the file involved when there is one.
 """
@@ -86,3 +87,7 @@ class RecoveryTargetError(WalError):
 
 class BackpressureTimeout(WalError, TimeoutError):
     """Too many rotated segments wait for fsync and the wait for room timed out."""
+
+
+class UnsupportedPlatformError(WalError):
+    """lsnwal cannot give its durability guarantees on this operating system (Windows)."""

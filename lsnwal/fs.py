@@ -6,20 +6,61 @@ calls, ``lsnwal.testing.SimFileSystem`` in memory with a crash model. Durability
 calls go through a ``SyncBackend`` so that tests and users can swap fsync alone
 (a backend raising ``OSError`` simulates a failing disk).
 
+Platforms (``sync_backend_for`` picks the backend, ``check_platform`` refuses):
+
+* **Linux**: ``fdatasync`` for files, ``fsync`` for directories, ``flock``.
+* **macOS**: ``fsync`` only reaches the drive's cache there, so files and
+  directories are flushed with ``fcntl(F_FULLFSYNC)`` (what SQLite and
+  PostgreSQL do); a file system that refuses it (some network and FUSE file
+  systems) gets ``fsync`` and one logged warning. Locks are ``flock``.
+* **Other POSIX systems**: ``fdatasync`` where Python has it, else ``fsync``
+  (untested).
+* **Windows** is not supported: ``import lsnwal`` works, and opening or reading a
+  WAL raises ``UnsupportedPlatformError`` (a ``WalError``) instead of an
+  ``ImportError`` deep inside. WSL 2 is Linux.
+
 Rules kept here: writes are complete or raise (short writes are retried);
-``rename`` never replaces an existing file; a lock is taken without waiting.
+``rename`` never replaces an existing file; a lock is taken without waiting; a
+sync that fails for any reason other than "not supported here" raises (never a
+silent fallback after an I/O error).
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
+import logging
 import os
+import sys
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from .errors import UnsupportedPlatformError
+
+try:
+    import fcntl
+except ImportError:  # Windows: reported by check_platform(), not at import time
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("lsnwal")
+
 #: A failpoint hook: called with a failpoint name (``before_X`` / ``after_X``).
 FailpointHook = Callable[[str], None]
+
+#: macOS's ``F_FULLFSYNC`` (``fcntl.F_FULLFSYNC`` there; 51 in <sys/fcntl.h>).
+F_FULLFSYNC: int = getattr(fcntl, "F_FULLFSYNC", 51)
+#: errors meaning "this file system cannot do F_FULLFSYNC" (anything else is a failure)
+_NOT_SUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.ENOTTY, errno.EOPNOTSUPP})
+
+
+def check_platform(platform: str | None = None, *, have_fcntl: bool | None = None) -> None:
+    """Raise ``UnsupportedPlatformError`` unless lsnwal supports ``platform`` (default: here)."""
+    plat = sys.platform if platform is None else platform
+    has = (fcntl is not None) if have_fcntl is None else have_fcntl
+    if plat.startswith(("win32", "cygwin", "msys")) or not has:
+        raise UnsupportedPlatformError(
+            f"lsnwal does not support this platform ({plat}): it needs POSIX fsync and flock "
+            "semantics. Supported: Linux and macOS (on Windows, use WSL 2)."
+        )
 
 
 @runtime_checkable
@@ -33,16 +74,87 @@ class SyncBackend(Protocol):
         """Make a directory's entries durable."""
 
 
-class OsSyncBackend:
-    """The default backend: ``os.fdatasync`` for files, ``os.fsync`` for directories."""
+class FullFsyncBackend:
+    """macOS durability: ``fcntl(fd, F_FULLFSYNC)`` flushes the drive's cache too.
+
+    ``fcntl_call`` and ``fsync`` are injectable so that this backend's logic is
+    tested on any platform. When the file system answers "not supported", the
+    backend falls back to ``fsync`` (and warns once); any other error raises.
+    """
+
+    def __init__(
+        self,
+        *,
+        fcntl_call: Callable[[int, int, int], object] | None = None,
+        fsync: Callable[[int], None] = os.fsync,
+    ) -> None:
+        if fcntl_call is None:
+            check_platform()
+            fcntl_call = fcntl.fcntl
+        self._fcntl = fcntl_call
+        self._fsync = fsync
+        self.fallbacks = 0  # syncs that had to use plain fsync
+
+    def _full(self, fd: int) -> None:
+        try:
+            self._fcntl(fd, F_FULLFSYNC, 0)
+        except OSError as exc:
+            if exc.errno not in _NOT_SUPPORTED:
+                raise
+            if not self.fallbacks:
+                log.warning(
+                    "lsnwal: F_FULLFSYNC is not supported here; using fsync, which may keep "
+                    "data in the drive's cache", extra={"event": "fullfsync_fallback",
+                                                        "errno": exc.errno})
+            self.fallbacks += 1
+            self._fsync(fd)
+
+    def sync_file(self, fd: int) -> None:
+        """Flush the file's data, size and the drive's write cache."""
+        self._full(fd)
+
+    def sync_dir(self, fd: int) -> None:
+        """Flush the directory's entries and the drive's write cache."""
+        self._full(fd)
+
+
+class PosixSyncBackend:
+    """Linux and other POSIX: ``fdatasync`` (else ``fsync``) for files, ``fsync`` for dirs."""
+
+    def __init__(self) -> None:
+        self._file: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
     def sync_file(self, fd: int) -> None:
         """fdatasync the file (data and the size needed to read it back)."""
-        os.fdatasync(fd)
+        self._file(fd)
 
     def sync_dir(self, fd: int) -> None:
         """fsync the directory so that created, renamed and removed names persist."""
         os.fsync(fd)
+
+
+def sync_backend_for(platform: str | None = None) -> SyncBackend:
+    """The durable backend for ``platform`` (default: this one)."""
+    plat = sys.platform if platform is None else platform
+    check_platform(plat)
+    if plat == "darwin":
+        return FullFsyncBackend()
+    return PosixSyncBackend()
+
+
+class OsSyncBackend:
+    """The default backend: the right durable sync for this platform (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._impl = sync_backend_for()
+
+    def sync_file(self, fd: int) -> None:
+        """Make the file's data and size durable (fdatasync; F_FULLFSYNC on macOS)."""
+        self._impl.sync_file(fd)
+
+    def sync_dir(self, fd: int) -> None:
+        """Make created, renamed and removed names durable (fsync; F_FULLFSYNC on macOS)."""
+        self._impl.sync_dir(fd)
 
 
 class FileSystem(Protocol):
@@ -119,7 +231,10 @@ class FileSystem(Protocol):
 
 
 class OsFileSystem:
-    """``FileSystem`` on the real operating system."""
+    """``FileSystem`` on the real operating system (``UnsupportedPlatformError`` on Windows)."""
+
+    def __init__(self) -> None:
+        check_platform()
 
     def create(self, path: str) -> int:
         """Create a new file for writing (fails if it exists)."""

@@ -32,19 +32,26 @@ def apply_cuts(fs: FileSystem, an: Analysis, backend: SyncBackend | None = None)
     """
     backend = backend if backend is not None else fs.sync_backend()
     touched_dirs: set[str] = set()
-    cuts = list(an.trims) + ([an.cut] if an.cut is not None else [])
-    for seg, off in cuts:
-        _cut_file(fs, backend, seg.path, off)
+    todo = [(an.cut, "recovery_cut", an.cut_reason)] if an.cut is not None else []
+    todo += [(t, "recovery_trim", "bytes after the seal") for t in an.trims]
+    for (seg, off), event, reason in todo:
+        cut_bytes, broken = _cut_file(fs, backend, seg.path, off)
         touched_dirs.add(os.path.dirname(seg.path))
-    for line in an.report()[: len(cuts)]:
-        log.warning("lsnwal recovery: %s", line)
+        log.warning("lsnwal recovery: cut %s at offset %d after LSN %d (%s)", seg.path, off,
+                    seg.last_lsn, reason, extra={
+                        "event": event, "path": seg.path, "offset": off,
+                        "cut_bytes": cut_bytes, "broken_path": broken,
+                        "next_lsn": an.next_lsn, "reason": reason})
     for s in an.set_aside:
         touched_dirs.add(os.path.dirname(s.path))
         if s.state == "active" and s.size == 0:
             fs.unlink(s.path)  # created just before the crash: no bytes, no evidence
             continue
-        fs.rename(s.path, _free_name(fs, s.path + BROKEN_SUFFIX))
-        log.warning("lsnwal recovery: set aside %s", s.path)
+        aside = _free_name(fs, s.path + BROKEN_SUFFIX)
+        fs.rename(s.path, aside)
+        log.warning("lsnwal recovery: set aside %s", s.path, extra={
+            "event": "recovery_set_aside", "path": s.path, "broken_path": aside,
+            "first_lsn": s.first_lsn})
     for s in an.duplicates:
         fs.unlink(s.path)  # analyze checked that the other copy is another file
         touched_dirs.add(os.path.dirname(s.path))
@@ -56,8 +63,11 @@ def apply_cuts(fs: FileSystem, an: Analysis, backend: SyncBackend | None = None)
             fs.close(dfd)
 
 
-def _cut_file(fs: FileSystem, backend: SyncBackend, path: str, off: int) -> None:
-    """Truncate ``path`` at ``off``, keeping the cut bytes in ``<path>.broken`` first."""
+def _cut_file(fs: FileSystem, backend: SyncBackend, path: str, off: int) -> tuple[int, str]:
+    """Truncate ``path`` at ``off``, keeping the cut bytes in ``<path>.broken`` first.
+
+    Returns how many bytes were cut and the evidence file's path.
+    """
     fd = fs.open_write(path)
     try:
         size = fs.fsize(fd)
@@ -66,7 +76,8 @@ def _cut_file(fs: FileSystem, backend: SyncBackend, path: str, off: int) -> None
             cut_bytes = fs.pread(rfd, size - off, off)
         finally:
             fs.close(rfd)
-        bfd = fs.create(_free_name(fs, path + BROKEN_SUFFIX))
+        broken = _free_name(fs, path + BROKEN_SUFFIX)
+        bfd = fs.create(broken)
         try:
             fs.write(bfd, cut_bytes)
             backend.sync_file(bfd)
@@ -76,6 +87,7 @@ def _cut_file(fs: FileSystem, backend: SyncBackend, path: str, off: int) -> None
         backend.sync_file(fd)
     finally:
         fs.close(fd)
+    return len(cut_bytes), broken
 
 
 def _free_name(fs: FileSystem, path: str) -> str:

@@ -25,6 +25,7 @@ from . import format as fmt
 from .config import WalConfig
 from .errors import LsnUnavailableError, RecoveryTargetError, WalCorruptionError
 from .fs import FileSystem, OsFileSystem
+from .identity import is_wal_dir
 from .names import WalPaths, segment_name
 from .recovery import Analysis, Seg, analyze, load_archived
 from .restore import RestoreResult, write_restored
@@ -447,6 +448,10 @@ def verify(
     report = VerifyReport()
     if not fs.isdir(paths.root):
         report.add(paths.root, None, None, "no WAL directory here")
+        return report
+    if not is_wal_dir(paths.root, fs):
+        report.add(paths.root, None, None, "not an lsnwal directory (no LSNWAL identity file, "
+                   "active.wal, pending/ or archive/)")
         return report
     try:
         an = _analyze_live(fs, paths, cfg)

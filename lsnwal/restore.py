@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from . import format as fmt
 from .config import WalConfig
 from .fs import FileSystem, SyncBackend
+from .identity import prepare_wal_dir
 from .names import WalPaths
 from .writer import SegmentWriter
 
@@ -37,7 +38,7 @@ def write_restored(fs: FileSystem, target: str, records: Iterator[fmt.Record]) -
     paths = WalPaths.of(target, cfg)
     backend = fs.sync_backend()
     parent = os.path.dirname(paths.root)
-    fs.makedirs(paths.root)
+    prepare_wal_dir(fs, paths.root, error_if_exists=True, backend=backend)  # identity file
     fs.makedirs(paths.pending)
     fs.makedirs(paths.archive)
     lock = fs.lock(paths.lock)
@@ -46,7 +47,7 @@ def write_restored(fs: FileSystem, target: str, records: Iterator[fmt.Record]) -
         start = first.lsn if first is not None else 1
         w = SegmentWriter(fs, paths, next_lsn=start, last_ts=0.0, checkpoint_lsn=0,
                           segment_max_bytes=cfg.segment_max_bytes,
-                          write_buffer_bytes=cfg.write_buffer_bytes)
+                          write_buffer_bytes=cfg.write_buffer_bytes or 1 << 20)
         count = 0
         last = None
         rec = first

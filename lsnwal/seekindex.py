@@ -48,7 +48,8 @@ def write_index(fs: FileSystem, root: str, entries: list[Entry]) -> None:
         finally:
             fs.close(fd)
     except OSError as exc:
-        log.debug("lsnwal: could not write %s: %r", path, exc)
+        log.debug("lsnwal: could not write %s: %r", path, exc,
+                  extra={"event": "seek_index_failed", "path": path, "error": repr(exc)})
         with contextlib.suppress(OSError):
             fs.unlink(path)
 
@@ -65,7 +66,8 @@ def append_index(fs: FileSystem, root: str, entries: list[Entry]) -> None:
         finally:
             fs.close(fd)
     except OSError as exc:
-        log.debug("lsnwal: could not append to %s: %r", path, exc)
+        log.debug("lsnwal: could not append to %s: %r", path, exc,
+                  extra={"event": "seek_index_failed", "path": path, "error": repr(exc)})
         with contextlib.suppress(OSError):
             fs.unlink(path)
 

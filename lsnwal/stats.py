@@ -1,8 +1,12 @@
-"""``WalStats``: the snapshot an operator watches (returned by ``wal.stats()``)."""
+"""``WalStats`` (what ``wal.stats()`` returns) and ``SyncCounters`` (the commit path counts)."""
 
 from __future__ import annotations
 
+import collections
 from dataclasses import asdict, dataclass
+
+#: fsync latencies kept for the percentiles of ``stats()``
+_LATENCY_WINDOW = 4096
 
 
 @dataclass(frozen=True)
@@ -43,3 +47,22 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return 0.0
     k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
     return sorted_values[k]
+
+
+class SyncCounters:
+    """Counters the commit path keeps for ``stats()`` (read under the manager's lock)."""
+
+    def __init__(self) -> None:
+        self.fsyncs = 0
+        self.dir_fsyncs = 0
+        self.commits = 0
+        self.rounds = 0
+        self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
+        self.fsync_max_s = 0.0
+
+    def note_fsync(self, seconds: float) -> None:
+        """Count one file fsync and its latency."""
+        self.fsyncs += 1
+        self.latencies.append(seconds)
+        if seconds > self.fsync_max_s:
+            self.fsync_max_s = seconds

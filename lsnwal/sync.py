@@ -1,22 +1,35 @@
-"""The segment-sync manager: one FIFO fsync thread and the one durability watermark.
+"""The commit path: one FIFO of sync units, one durability watermark, group commit.
 
-Owns ``synced_lsn``, the queue of rotated segments, the sync handles and the
-WAL's failure state. Rules it keeps:
+``SegmentSyncManager`` owns ``synced_lsn``, the FIFO of *sync units*, the
+registry of ``SyncHandle``s, the WAL's failure state and the background sync
+thread. A unit is either "fsync the active file (descriptor ``fd``) up to
+``last_lsn``" (in place, ``seg is None``) or "fsync this rotated segment in
+``pending/``" (``seg``; the unit owns its descriptor and closes it). Rules kept:
 
-* **FIFO, contiguous.** Segments are synced strictly in the order they were
-  rotated; ``synced_lsn`` only moves forward, and only to the last LSN of a
-  segment whose predecessors are all synced (``publish`` from the blocking
-  ``sync()`` path is allowed only when the queue is empty — see wal.py).
-* **Durability sequence per batch** (crash windows in comments below): fsync
-  each segment file, then fsync ``pending/`` once so the renames persist, then
-  advance ``synced_lsn`` and wake exactly the waiters now covered.
-* **Fail-stop.** The first ``OSError`` (or any unexpected exception) fails the
+* **A commit never costs a file.** ``sync()``/``sync_async()`` add (or extend)
+  an in-place unit; only size (or age) rotation makes segment units.
+* **One FIFO, contiguous.** Units are taken in order, a whole queue at a time
+  (one *round*); ``synced_lsn`` moves only to the last LSN of a round whose files
+  were all fsynced, so it never passes a segment still waiting (invariant 2).
+* **Group commit, whoever leads.** Exactly one thread at a time is the *leader*
+  and processes rounds: a committer blocked in ``sync()`` or ``handle.wait()``
+  when nobody leads (so a lone committer pays no hand-off), else the background
+  thread (handles nobody blocks on, asyncio awaiters, rotated segments). One
+  fsync serves every unit of a round; several units of one file cost one fsync.
+  Followers sleep on a lock of their own and are released in one pass.
+* **Durability sequence of a round** (crash windows): fsync each file — a crash
+  before it loses only unacknowledged bytes, recovery cuts them; then, if any
+  rename happened since the last directory fsync (rotation: ``active.wal`` ->
+  ``pending/``, spare -> ``active.wal``), fsync ``pending/`` and the WAL
+  directory — a crash before it may leave a file under its old name, which
+  recovery reads as well; then pwrite the published watermark; then advance
+  ``synced_lsn`` and wake the covered waiters (invariants 3 and 5).
+* **Fail-stop.** The first error (any exception) on the commit path fails the
   WAL: ``synced_lsn`` freezes, every waiter and later call gets ``WalSyncError``.
-  A failed fsync is never retried: after one, the kernel may have dropped the
-  dirty pages, so a later success would prove nothing.
-* **Event-driven.** The thread sleeps on a condition when idle; waiters sleep
-  on a lock of their own; asyncio waiters are resolved with one
-  ``call_soon_threadsafe`` per event loop per batch. No polling anywhere.
+  A failed fsync is never retried (the kernel may have dropped the pages).
+* **Nobody waits forever.** ``stop()`` (close, garbage collection) drains the
+  queue, then fails every handle still open with ``WalClosedError``; a dying
+  sync thread fails the WAL.
 """
 
 from __future__ import annotations
@@ -27,99 +40,32 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator
-from typing import Any
+from collections.abc import Callable
 
-from .errors import WalSyncError
+from .errors import WalClosedError, WalError, WalSyncError
 from .fs import FailpointHook, FileSystem, SyncBackend
+from .handle import SyncHandle, Waiter, thread_waiter
+from .stats import SyncCounters
+from .watermark import WatermarkWriter
 from .writer import SealedSegment
 
 log = logging.getLogger("lsnwal")
 
-_LATENCY_WINDOW = 4096
+#: longest a committer waits for the other threads of its convoy before it leads
+GATHER_S = 0.002
+_Loops = dict[asyncio.AbstractEventLoop, list["asyncio.Future[None]"]]
 
 
-class SyncHandle:
-    """A durability request for ``target_lsn``; wait on it, await it, or add callbacks."""
+class Unit:
+    """One entry of the FIFO: fsync ``fd`` so that LSNs up to ``last_lsn`` are durable."""
 
-    __slots__ = ("_callbacks", "_error", "_mgr", "_waiters", "done_flag", "target_lsn")
+    __slots__ = ("fd", "futs", "last_lsn", "seg")
 
-    def __init__(self, mgr: SegmentSyncManager | None, target_lsn: int) -> None:
-        self.target_lsn = target_lsn
-        self._mgr = mgr
-        self.done_flag = mgr is None
-        self._error: WalSyncError | None = None
-        self._waiters: list[Any] | None = None
-        self._callbacks: list[Callable[[SyncHandle], None]] | None = None
-
-    def done(self) -> bool:
-        """True once the target is durable or the WAL has failed."""
-        return self.done_flag
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until durable: True; False on timeout; ``WalSyncError`` if the WAL failed."""
-        if not self.done_flag:
-            mgr = self._mgr
-            assert mgr is not None
-            with mgr.cv:
-                if not self.done_flag:
-                    waiter = threading.Lock()
-                    waiter.acquire()
-                    if self._waiters is None:
-                        self._waiters = []
-                    self._waiters.append(waiter)
-                else:
-                    waiter = None
-            if waiter is not None:
-                wait_s = -1.0  # None or inf: no limit (inf would overflow the lock's timeout)
-                if timeout is not None and timeout < threading.TIMEOUT_MAX:
-                    wait_s = max(0.0, timeout)
-                got = waiter.acquire(True, wait_s)
-                if not got:
-                    with mgr.cv:
-                        if not self.done_flag:
-                            assert self._waiters is not None
-                            self._waiters.remove(waiter)
-                            return False
-        if self._error is not None:
-            raise self._error
-        return True
-
-    def result(self) -> int:
-        """Block until durable and return ``target_lsn`` (or raise ``WalSyncError``)."""
-        self.wait()
-        return self.target_lsn
-
-    def add_done_callback(self, fn: Callable[[SyncHandle], None]) -> None:
-        """Call ``fn(handle)`` once done: at once if already done, else from the thread that
-        completes it (usually the sync thread), after the manager's lock is released."""
-        if not self.done_flag:
-            mgr = self._mgr
-            assert mgr is not None
-            with mgr.cv:
-                if not self.done_flag:
-                    if self._callbacks is None:
-                        self._callbacks = []
-                    self._callbacks.append(fn)
-                    return
-        fn(self)
-
-    def __await__(self) -> Generator[Any, None, int]:
-        """Await durability without blocking the event loop."""
-        if not self.done_flag:
-            mgr = self._mgr
-            assert mgr is not None
-            loop = asyncio.get_running_loop()
-            fut: asyncio.Future[None] = loop.create_future()
-            if mgr.register_future(self, loop, fut):
-                yield from fut.__await__()
-        if self._error is not None:
-            raise self._error
-        return self.target_lsn
-
-    def __repr__(self) -> str:
-        state = "failed" if self._error else ("done" if self.done_flag else "waiting")
-        return f"SyncHandle(target_lsn={self.target_lsn}, {state})"
+    def __init__(self, fd: int, last_lsn: int, seg: SealedSegment | None) -> None:
+        self.fd = fd
+        self.last_lsn = last_lsn
+        self.seg = seg
+        self.futs: dict[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
 
 
 def _resolve_futures(futs: list[asyncio.Future[None]]) -> None:
@@ -128,26 +74,8 @@ def _resolve_futures(futs: list[asyncio.Future[None]]) -> None:
             f.set_result(None)
 
 
-class SyncCounters:
-    """Counters the sync path keeps for ``stats()`` (read under the manager's lock)."""
-
-    def __init__(self) -> None:
-        self.fsyncs = 0
-        self.dir_fsyncs = 0
-        self.commits = 0
-        self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
-        self.fsync_max_s = 0.0
-
-    def note_fsync(self, seconds: float) -> None:
-        """Count one file fsync and its latency."""
-        self.fsyncs += 1
-        self.latencies.append(seconds)
-        if seconds > self.fsync_max_s:
-            self.fsync_max_s = seconds
-
-
 class SegmentSyncManager:
-    """One background thread that fsyncs rotated segments in FIFO order."""
+    """The FIFO of sync units, the leader protocol and the background sync thread."""
 
     def __init__(
         self,
@@ -160,176 +88,462 @@ class SegmentSyncManager:
         failpoint: FailpointHook | None = None,
         name: str = "lsnwal-sync",
         root_dir_fd: int = -1,
-        on_durable: Callable[[int], None] | None = None,
+        watermark: WatermarkWriter | None = None,
+        checkpoint_lsn: int = 0,
     ) -> None:
-        self.cv = threading.Condition(threading.Lock())
-        #: publishes a new synced_lsn (the WATERMARK file) before any waiter is told
-        self.on_durable = on_durable
+        self.lock = threading.Lock()
+        self.cv = threading.Condition(self.lock)  # the background thread sleeps here
+        self._room = threading.Condition(self.lock)  # backpressure waiters
+        self._renamed = threading.Condition(self.lock)  # a rotation finished its renames
         self._fs = fs
         self._backend = backend
-        self._pending_dir_fd = pending_dir_fd
-        self._root_dir_fd = root_dir_fd
+        self._dir_fds = [fd for fd in (pending_dir_fd, root_dir_fd) if fd >= 0]
         self._on_synced = on_synced
         self._fp = failpoint
-        self._queue: collections.deque[SealedSegment] = collections.deque()
-        self._inflight = 0
-        self.pending_segments = 0
-        self.pending_bytes = 0
+        self._wm = watermark
+        self._queue: collections.deque[Unit] = collections.deque()
+        self._inflight: list[Unit] = []
+        self._leader = False
+        self._blocked = 0  # threads asleep in wait_handle
+        #: group-commit gathering: threads the last round released, and how many of them
+        #: have come back with a new commit since (see ``_gathering_locked``)
+        self._convoy = 0
+        self._arrived = 0
+        self._released = 0
         self.synced_lsn = initial_synced_lsn
+        #: highest LSN covered by a queued, in-flight or finished unit
+        self.requested_lsn = initial_synced_lsn
         self.failure: WalSyncError | None = None
         self._handles: collections.deque[SyncHandle] = collections.deque()
         self._stopping = False
-        #: set by sync_async while the thread is busy: rotate once it is free
-        self.rotation_wanted = False
-        self.rotate_callback: Callable[[], None] | None = None
+        self.pending_segments = 0
+        self.pending_bytes = 0
+        self._renames_busy = 0
+        self._renames_done = 0
+        self._renames_synced = 0
+        self._checkpoints: collections.deque[tuple[int, int]] = collections.deque()
+        self._durable_checkpoint = checkpoint_lsn
         self.counters = SyncCounters()
-        #: user callbacks of finished handles, run by ``_run_due`` outside the lock
         self._due: list[tuple[Callable[[SyncHandle], None], SyncHandle]] = []
+        #: monotonic time at which the age rotation is due (None: no age limit pending)
+        self.age_deadline: float | None = None
+        self.age_callback: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ producers
 
-    def enqueue(self, seg: SealedSegment) -> None:
-        """Queue a rotated segment (called by the WAL under its writer lock)."""
-        with self.cv:
-            self._queue.append(seg)
-            if not seg.in_place:
-                self.pending_segments += 1
-                self.pending_bytes += seg.size_bytes
-            self.cv.notify_all()
+    def request(self, fd: int, target: int, wake_thread: bool) -> SyncHandle:
+        """A handle for ``target`` (called under the writer lock, so targets only grow).
 
-    def idle(self) -> bool:
-        """True when no rotated segment waits for or is being fsynced."""
-        return not self._queue and self._inflight == 0
-
-    def request(self, target_lsn: int) -> tuple[SyncHandle, bool]:
-        """Register a handle for an uncovered ``target_lsn``; True if the caller must queue
-        the work now (the thread is idle), False if the thread will rotate when free."""
-        return self._register(target_lsn, ask_rotation=True)
-
-    def handle(self, target_lsn: int) -> SyncHandle:
-        """A handle for ``target_lsn`` (done at once if already durable)."""
-        return self._register(target_lsn, ask_rotation=False)[0]
-
-    def defer_rotation(self) -> None:
-        """Ask the (idle) thread to make the rotation itself, as when it is busy."""
-        with self.cv:
-            self.rotation_wanted = True
-            self.cv.notify_all()
-
-    def _register(self, target_lsn: int, ask_rotation: bool) -> tuple[SyncHandle, bool]:
-        h = SyncHandle(self, target_lsn)
-        with self.cv:
+        ``wake_thread`` asks the background thread to run the unit (``sync_async``);
+        a committer that will block leads itself instead.
+        """
+        h = SyncHandle(self, target)
+        with self.lock:
             if self.failure is not None:
                 raise self.failure
-            if target_lsn <= self.synced_lsn:
+            if target <= self.synced_lsn:
                 h.done_flag = True
                 self.counters.commits += 1
-                return h, False
+                return h
+            h._unit = self._cover_locked(fd, target)
             self._handles.append(h)
-            if not ask_rotation:
-                return h, False
-            if not self._queue and self._inflight == 0:
-                return h, True
-            self.rotation_wanted = True
-            return h, False
+            if wake_thread and not self._leader:
+                self.cv.notify()
+        return h
 
-    def register_future(
-        self, h: SyncHandle, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]
-    ) -> bool:
-        """Arrange for ``fut`` to complete on ``loop`` when ``h`` is done; False if done."""
-        with self.cv:
+    def sync_or_handle(self, fd: int, target: int) -> SyncHandle | list[Unit] | None:
+        """The blocking ``sync()``'s entry (under the writer lock, like ``request``).
+
+        None: ``target`` is durable already. A list: nobody was leading, so the caller
+        now leads and must pass this round (every queued unit, one of them covering
+        ``target``) to ``lead_round``: no handle, no hand-off to another thread. A
+        handle: someone leads; wait on it (``wait_handle``).
+        """
+        with self.lock:
+            if self.failure is not None:
+                raise self.failure
+            if target <= self.synced_lsn:
+                self.counters.commits += 1
+                return None
+            unit = self._cover_locked(fd, target)
+            self._arrived += 1
+            if self._leader or self._gathering_locked():
+                h = SyncHandle(self, target)
+                h._unit = unit
+                self._handles.append(h)
+                return h
+            self._leader = True
+            batch = list(self._queue)
+            self._queue.clear()
+            self._inflight = batch
+            self.counters.commits += 1
+            return batch
+
+    def lead_round(self, batch: list[Unit], target: int) -> None:
+        """Run the round ``sync_or_handle`` gave the caller, then lead on if needed."""
+        self._lead(target, batch)
+        if self.failure is not None:
+            raise self.failure
+
+    def _gathering_locked(self) -> bool:
+        """True while threads the last round released are still coming back.
+
+        Without this, the first released thread to commit again would start the next
+        fsync alone and the others would queue behind it: rounds of 1, then n-1. The
+        last of them to arrive leads instead (event-driven); one that waits longer
+        than ``GATHER_S`` for the others leads anyway (a thread may not come back).
+        """
+        return self._convoy > 1 and self._arrived < self._convoy
+
+    def _cover_locked(self, fd: int, target: int) -> Unit:
+        """The unit that makes ``target`` durable: extend the newest queued in-place unit
+        of the same file, or queue a new one, unless one queued or in flight covers it."""
+        if target > self.requested_lsn:
+            self.requested_lsn = target
+            q = self._queue
+            if q and q[-1].seg is None and q[-1].fd == fd:
+                unit = q[-1]
+                unit.last_lsn = target
+                return unit
+            unit = Unit(fd, target, None)
+            q.append(unit)
+            return unit
+        for u in self._inflight:
+            if u.last_lsn >= target:
+                return u
+        for u in self._queue:
+            if u.last_lsn >= target:
+                return u
+        raise AssertionError("every target <= requested_lsn is covered")  # pragma: no cover
+
+    def begin_rename(self) -> None:
+        """A rotation is about to rename files (leaders wait before they publish)."""
+        with self.lock:
+            if self.failure is not None:
+                raise self.failure
+            self._renames_busy += 1
+
+    def end_rename(self, seg: SealedSegment | None) -> None:
+        """The rotation's renames are done; queue its sealed segment (None: it failed)."""
+        with self.lock:
+            self._renames_busy -= 1
+            self._renames_done += 1
+            self._renamed.notify_all()
+            if seg is None:
+                return
+            if self.failure is not None:
+                with contextlib.suppress(OSError):
+                    self._fs.close(seg.fd)
+                return
+            self._queue.append(Unit(seg.fd, seg.last_lsn, seg))
+            self.pending_segments += 1
+            self.pending_bytes += seg.size_bytes
+            if seg.last_lsn > self.requested_lsn:
+                self.requested_lsn = seg.last_lsn
+            if not self._leader:
+                self.cv.notify()
+
+    def note_checkpoint(self, record_lsn: int, checkpoint_lsn: int) -> None:
+        """A CHECKPOINT record was appended; publish its LSN once the record is durable."""
+        with self.lock:
+            self._checkpoints.append((record_lsn, checkpoint_lsn))
+
+    def notify_age(self) -> None:
+        """The age deadline changed: let the background thread recompute its sleep."""
+        with self.lock:
+            self.cv.notify()
+
+    # ------------------------------------------------------------------ waiting
+
+    def wait_handle(self, h: SyncHandle, timeout: float | None) -> bool:
+        """Block until ``h`` is done (True) or ``timeout`` passes (False); lead if free."""
+        if timeout is not None and timeout >= threading.TIMEOUT_MAX:
+            timeout = None  # inf (or anything a lock cannot wait for): no limit
+        deadline = None if timeout is None else time.monotonic() + timeout
+        w = thread_waiter()
+        lock = self.lock
+        while True:
+            with lock:
+                if h.done_flag:
+                    return True
+                lead = not self._leader and bool(self._queue)
+                if lead and self._gathering_locked():
+                    lead = False
+                    gather = True
+                else:
+                    gather = False
+                if lead:
+                    self._leader = True
+                else:
+                    w.lead = False
+                    if h._waiters is None:
+                        h._waiters = [w]
+                    else:
+                        h._waiters.append(w)
+                    self._blocked += 1
+            if lead:
+                self._lead(h.target_lsn)
+                continue
+            if gather:
+                # Wait for the rest of the convoy (the last arrival leads), but no longer
+                # than GATHER_S: then lead ourselves if still nobody does.
+                if w.lock.acquire(True, GATHER_S):
+                    continue
+                with lock:
+                    if h._waiters is not None and w in h._waiters:
+                        h._waiters.remove(w)
+                        self._blocked -= 1
+                        self._convoy = 0  # stop gathering: someone did not come back
+                        continue
+                w.lock.acquire()
+                continue
+            if deadline is None:
+                w.lock.acquire()
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining > 0 and w.lock.acquire(True, remaining):
+                continue
+            with lock:
+                if h._waiters is not None and w in h._waiters:
+                    h._waiters.remove(w)
+                    self._blocked -= 1
+                    return h.done_flag
+            w.lock.acquire()  # released by a waker meanwhile: take it back (held when idle)
+
+    def add_callback(self, h: SyncHandle, fn: Callable[[SyncHandle], None]) -> bool:
+        """Register ``fn`` to run when ``h`` is done; False if it is done already."""
+        with self.lock:
             if h.done_flag:
                 return False
             if h._callbacks is None:
                 h._callbacks = []
-            h._callbacks.append(_FutureCallback(loop, fut))
+            h._callbacks.append(fn)
             return True
+
+    def group_future(
+        self, h: SyncHandle, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[None] | None:
+        """The future shared by every handle of ``h``'s unit on ``loop`` (None if done)."""
+        with self.lock:
+            if h.done_flag:
+                return None
+            unit = h._unit
+            assert unit is not None
+            futs = unit.futs
+            if futs is None:
+                futs = unit.futs = {}
+            fut = futs.get(loop)
+            if fut is None or fut.done():
+                fut = futs[loop] = loop.create_future()
+            return fut
 
     def has_room(self, max_segments: int, max_bytes: int) -> bool:
         """True while the backpressure limits are not reached."""
         return self.pending_segments < max_segments and self.pending_bytes < max_bytes
 
-    def wait_for_room(self, max_segments: int, max_bytes: int, timeout: float) -> bool:
+    def wait_for_room(self, max_segments: int, max_bytes: int, timeout: float | None) -> bool:
         """Block until there is room (True) or ``timeout`` passes (False)."""
-        with self.cv:
-            return self.cv.wait_for(
+        if timeout is not None and timeout >= threading.TIMEOUT_MAX:
+            timeout = None  # inf: wait forever
+        with self.lock:
+            return self._room.wait_for(
                 lambda: self.failure is not None
                 or self._stopping
                 or self.has_room(max_segments, max_bytes),
-                None if timeout >= threading.TIMEOUT_MAX else timeout,  # inf: wait forever
+                timeout,
             )
 
-    # ------------------------------------------------------------------ watermark
+    # ------------------------------------------------------------------ leading
 
-    def publish(self, lsn: int) -> None:
-        """Advance ``synced_lsn`` to ``lsn`` after the caller made it durable in place.
+    def _lead(self, own_target: int | None, batch: list[Unit] | None = None) -> None:
+        """Process rounds as the leader: until ``synced_lsn`` reaches ``own_target`` (a
+        committer), or until the queue is empty (the background thread, ``None``).
 
-        Only the blocking ``sync()`` calls this, and only for LSNs it fsynced while
-        the queue was empty, so contiguity holds: nothing older is unsynced.
+        ``batch`` is a round already taken from the queue by the caller.
         """
-        with self.cv:
-            if self.failure is not None:
-                raise self.failure
-            self.counters.commits += 1
-            self._advance_locked(lsn)
-        self._run_due()
+        lock = self.lock
+        try:
+            while True:
+                if batch is None:
+                    with lock:
+                        if self.failure is not None or not self._queue:
+                            self._leader = False
+                            return
+                        batch = list(self._queue)
+                        self._queue.clear()
+                        self._inflight = batch
+                self._round(batch)
+                batch = None
+                if own_target is not None and self.synced_lsn >= own_target:
+                    with lock:
+                        self._leader = False
+                        if self._queue:
+                            self._hand_over_locked()
+                    return
+        except BaseException as exc:  # fail-stop: never retry, never die silently
+            self.fail(exc, "fsync")
+            with lock:
+                self._leader = False
+                batch, self._inflight = self._inflight, []
+            for u in batch:
+                if u.seg is not None:
+                    with contextlib.suppress(OSError):
+                        self._fs.close(u.fd)
+        finally:
+            if self._due:
+                self._run_due()
 
-    def _advance_locked(self, lsn: int) -> None:
-        if lsn <= self.synced_lsn:
-            return
-        self.synced_lsn = lsn
-        if self.on_durable is not None:
-            try:
-                self.on_durable(lsn)
-            except OSError as exc:  # the published value may lag; it never leads
-                log.warning("lsnwal: could not publish the durable watermark: %r", exc)
-        handles = self._handles
-        loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        while handles and handles[0].target_lsn <= lsn:
-            self._finish(handles.popleft(), None, loops)
+    def _hand_over_locked(self) -> None:
+        """Units arrived during our round: wake a blocked committer to lead, else the thread."""
+        if self._blocked:
+            for h in self._handles:
+                if h._waiters:
+                    w: Waiter = h._waiters.pop(0)
+                    self._blocked -= 1
+                    w.lead = True
+                    w.lock.release()
+                    return
+        self.cv.notify()
+
+    def _round(self, batch: list[Unit]) -> None:
+        fp, backend, counters = self._fp, self._backend, self.counters
+        # One fsync per file, however many units of it the round holds.
+        fds = [batch[0].fd] if len(batch) == 1 else list(dict.fromkeys(u.fd for u in batch))
+        for fd in fds:
+            # Crash before this fsync: the file may be torn past its last fsync; nothing
+            # there was acknowledged, recovery cuts it (keeping the bytes as evidence).
+            if fp is not None:
+                fp("before_file_fsync")
+            t0 = time.perf_counter()
+            backend.sync_file(fd)
+            counters.note_fsync(time.perf_counter() - t0)
+            if fp is not None:
+                fp("after_file_fsync")
+        last = batch[-1].last_lsn
+        segments = [u.seg for u in batch if u.seg is not None]
+        loops: _Loops = {}
+        lock = self.lock
+        while True:
+            lock.acquire()
+            if self.failure is not None:  # another thread failed the WAL: synced_lsn stays
+                self._inflight = []
+                lock.release()
+                return
+            if self._renames_busy:
+                self._renamed.wait()
+                lock.release()
+                continue
+            done = self._renames_done
+            if done != self._renames_synced:
+                lock.release()
+                # Invariant 5: a rotation renamed files (active.wal -> pending/, a spare
+                # -> active.wal) that may hold LSNs <= last; both directories become
+                # durable first. Crash before this: a file may be found under its old name.
+                for dfd in self._dir_fds:
+                    if fp is not None:
+                        fp("before_dir_fsync")
+                    backend.sync_dir(dfd)
+                    counters.dir_fsyncs += 1
+                    if fp is not None:
+                        fp("after_dir_fsync")
+                self._renames_synced = done
+                continue
+            break
+        try:
+            # Still holding the lock: no rename can start before this round is published.
+            if self._wm is not None:
+                cp = self._durable_checkpoint
+                cps = self._checkpoints
+                while cps and cps[0][0] <= last:
+                    cp = max(cp, cps.popleft()[1])
+                self._durable_checkpoint = cp
+                # Published after the fsyncs, before anyone is told: it may lag, never lead.
+                self._wm.publish(last, cp)
+            # Hand over to the archiver (a queue put) before waking waiters, so that a
+            # caller whose sync returned finds these segments covered by wait_archived().
+            self._on_synced(segments, last)
+            self._inflight = []
+            counters.rounds += 1
+            if segments:
+                self.pending_segments -= len(segments)
+                self.pending_bytes -= sum(s.size_bytes for s in segments)
+                self._room.notify_all()
+            if last > self.synced_lsn:
+                self.synced_lsn = last
+            handles = self._handles
+            self._released = 0
+            while handles and handles[0].target_lsn <= last:
+                self._finish(handles.popleft(), None)
+            self._convoy, self._arrived = self._released, 0
+            for u in batch:
+                if u.futs:
+                    for loop, fut in u.futs.items():
+                        loops.setdefault(loop, []).append(fut)
+        finally:
+            lock.release()
         for loop, futs in loops.items():
             with contextlib.suppress(RuntimeError):  # a closed loop has nobody to wake
                 loop.call_soon_threadsafe(_resolve_futures, futs)
-        self.cv.notify_all()
+        for s in segments:
+            with contextlib.suppress(OSError):
+                self._fs.close(s.fd)
 
-    def _finish(
-        self,
-        h: SyncHandle,
-        error: WalSyncError | None,
-        loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]],
-    ) -> None:
-        h._error = error
+    def _finish(self, h: SyncHandle, error: WalError | None) -> None:
+        h.error = error
         h.done_flag = True
         if error is None:
             self.counters.commits += 1
-        if h._waiters:
-            for w in h._waiters:
-                w.release()
+        ws = h._waiters
+        if ws:
+            self._blocked -= len(ws)
+            self._released += len(ws)
+            for w in ws:
+                w.lock.release()
             h._waiters = None
         if h._callbacks:
             for cb in h._callbacks:
-                if isinstance(cb, _FutureCallback):
-                    loops.setdefault(cb.loop, []).append(cb.fut)
-                else:
-                    # Run later, without the lock: a callback may call back into the WAL.
-                    self._due.append((cb, h))
+                self._due.append((cb, h))  # run later, without the lock
             h._callbacks = None
 
     def _run_due(self) -> None:
-        """Run the user callbacks ``_finish`` collected, now that ``cv`` is released."""
-        with self.cv:
+        """Run the user callbacks ``_finish`` collected, now that the lock is released."""
+        if not self._due:
+            return
+        with self.lock:
             due, self._due = self._due, []
         for cb, h in due:
             try:
                 cb(h)
-            except Exception:  # a user callback must not kill the sync thread
+            except Exception:  # a user callback must not kill the commit path
                 log.exception("lsnwal: a SyncHandle callback raised")
+
+    # ------------------------------------------------------------------ failing
+
+    def _fail_all_locked(self, err: WalError) -> None:
+        loops: _Loops = {}
+        while self._handles:
+            self._finish(self._handles.popleft(), err)
+        for u in (*self._inflight, *self._queue):
+            if u.futs:
+                for loop, fut in u.futs.items():
+                    loops.setdefault(loop, []).append(fut)
+        for u in self._queue:
+            if u.seg is not None:
+                with contextlib.suppress(OSError):
+                    self._fs.close(u.fd)
+        self._queue.clear()
+        for loop, futs in loops.items():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve_futures, futs)
+        self.cv.notify_all()
+        self._room.notify_all()
+        self._renamed.notify_all()
 
     def fail(self, cause: BaseException, what: str) -> WalSyncError:
         """Enter the failed state (idempotent); return the WAL's failure."""
-        with self.cv:
+        with self.lock:
             if self.failure is None:
                 err = WalSyncError(
                     f"{what} failed: {cause!r}; the WAL is fail-stopped at synced_lsn="
@@ -337,18 +551,13 @@ class SegmentSyncManager:
                     cause,
                 )
                 self.failure = err
-                log.error("lsnwal: %s", err)
-                loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-                while self._handles:
-                    self._finish(self._handles.popleft(), err, loops)
-                for loop, futs in loops.items():
-                    with contextlib.suppress(RuntimeError):
-                        loop.call_soon_threadsafe(_resolve_futures, futs)
-                self.cv.notify_all()
+                log.error("lsnwal: %s", err, extra={"lsnwal_event": "failed",
+                                                    "synced_lsn": self.synced_lsn})
+                self._fail_all_locked(err)
             failure = self.failure
         if threading.current_thread() is self._thread:
             self._run_due()
-        else:
+        elif self._due:
             # The caller may hold the WAL's writer lock (a failed write or rotation);
             # a callback that calls back into the WAL must not deadlock on it.
             threading.Thread(target=self._run_due, name="lsnwal-callbacks", daemon=True).start()
@@ -357,123 +566,51 @@ class SegmentSyncManager:
     # ------------------------------------------------------------------ the thread
 
     def _run(self) -> None:
-        cv = self.cv
-        fs = self._fs
-        backend = self._backend
-        fp = self._fp
-        while True:
-            with cv:
-                while (not self._queue and not self.rotation_wanted and not self._stopping
-                       and self.failure is None):
-                    cv.wait()
-                if self.failure is not None:
-                    break
-                wanted = self.rotation_wanted and not self._queue
-                if wanted:
-                    self.rotation_wanted = False
-                    self._inflight = 1  # stay "busy" so new commits keep coalescing
-                elif self._stopping and not self._queue:
-                    break
-            if wanted:
-                # Every commit that arrived during the last fsync is covered by one
-                # rotation now (the WAL rotates under its own lock and enqueues).
-                try:
-                    if self.rotate_callback is not None:
-                        self.rotate_callback()
-                except BaseException as exc:
-                    self.fail(exc, "segment rotation for group commit")
-                    break
-                finally:
-                    with cv:
-                        self._inflight = 0
-                continue
-            with cv:
-                batch = list(self._queue)
-                self._queue.clear()
-                self._inflight = len(batch)
-            try:
-                for seg in batch:
-                    # Crash before this fsync: the segment may be torn; nothing in it
-                    # has been acknowledged, recovery cuts it.
-                    if fp is not None:
-                        fp("before_file_fsync")
-                    t0 = time.perf_counter()
-                    backend.sync_file(seg.fd)
-                    self.counters.note_fsync(time.perf_counter() - t0)
-                    if fp is not None:
-                        fp("after_file_fsync")
-                # Crash here: data is durable but the renames into pending/ may not be;
-                # the segment is then found as active.wal and recovered from there.
-                dir_fds = [s.dir_fd for s in batch if s.in_place and s.dir_fd >= 0]
-                if any(not s.in_place for s in batch):
-                    # Invariant 5: both directories of the rename active.wal -> pending/
-                    # (the new name first, then the removal of the old one).
-                    dir_fds.append(self._pending_dir_fd)
-                    if self._root_dir_fd >= 0:
-                        dir_fds.append(self._root_dir_fd)
-                for dfd in dict.fromkeys(dir_fds):
-                    if fp is not None:
-                        fp("before_dir_fsync")
-                    backend.sync_dir(dfd)
-                    self.counters.dir_fsyncs += 1
-                    if fp is not None:
-                        fp("after_dir_fsync")
-            except BaseException as exc:  # fail-stop: never retry, never die silently
-                self.fail(exc, "fsync of pending segment")
-                self._close_batch(batch)
-                break
-            last = batch[-1].last_lsn
-            segments = [s for s in batch if not s.in_place]
-            # Hand over to the archiver (a queue put) *before* waking waiters, so that a
-            # caller whose sync returned finds these segments covered by wait_archived().
-            try:
-                self._on_synced(segments, last)
-            except BaseException as exc:  # pragma: no cover - archiver handoff is a queue put
-                self.fail(exc, "handing synced segments to the archiver")
-                self._close_batch(batch)
-                break
-            with cv:
-                self._inflight = 0
-                self.pending_segments -= len(segments)
-                self.pending_bytes -= sum(s.size_bytes for s in segments)
-                self._advance_locked(last)
-            self._run_due()
-            for seg in batch:
-                with contextlib.suppress(OSError):
-                    fs.close(seg.fd)
-        with cv:
-            remaining = list(self._queue)
-            self._queue.clear()
-            self._inflight = 0
-        self._close_batch(remaining)
-
-    def _close_batch(self, batch: list[SealedSegment]) -> None:
-        for seg in batch:
-            with contextlib.suppress(OSError):
-                self._fs.close(seg.fd)
+        try:
+            while True:
+                age = False
+                with self.lock:
+                    while True:
+                        if self.failure is not None:
+                            return
+                        if self._queue and not self._leader:
+                            self._leader = True
+                            break
+                        if self._stopping and not self._queue and not self._leader:
+                            return
+                        due = self.age_deadline
+                        if due is not None and not self._stopping:
+                            wait = due - time.monotonic()
+                            if wait <= 0:
+                                age = True
+                                break
+                            self.cv.wait(wait)
+                        else:
+                            self.cv.wait()
+                if age:
+                    self.age_deadline = None
+                    if self.age_callback is not None:
+                        self.age_callback()  # rotates under the writer lock (never waits)
+                    continue
+                self._lead(None)
+        except BaseException as exc:  # a dying sync thread fails the WAL: nobody waits forever
+            self.fail(exc, "the sync thread")
 
     def stop(self, timeout: float | None = None) -> None:
-        """Drain the queue, stop the thread and join it (idempotent)."""
-        with self.cv:
+        """Drain the queue, stop the thread, fail what is still open (idempotent)."""
+        with self.lock:
             self._stopping = True
             self.cv.notify_all()
+            self._room.notify_all()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+        with self.lock:
+            if self._handles or self._queue:
+                self._fail_all_locked(self.failure or WalClosedError(
+                    "the WAL was closed before this commit became durable"))
+        self._run_due()
 
     @property
     def alive(self) -> bool:
         """True while the sync thread runs."""
         return self._thread.is_alive()
-
-
-class _FutureCallback:
-    """An asyncio future to resolve on its own loop (batched per loop)."""
-
-    __slots__ = ("fut", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
-        self.loop = loop
-        self.fut = fut
-
-    def __call__(self, h: SyncHandle) -> None:  # pragma: no cover - batched instead
-        self.loop.call_soon_threadsafe(_resolve_futures, [self.fut])

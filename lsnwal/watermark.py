@@ -1,10 +1,13 @@
 """The published durable watermark: ``<wal_dir>/WATERMARK``, one 64-byte record.
 
-The writer rewrites it in place (one ``pwrite``, never an fsync of its own)
-every time ``synced_lsn`` moves, *after* the fsync that made those LSNs
-durable returned. So the value in the file may lag the truth (the page was not
-written back before a power loss, or a reader looked between the fsync and the
-``pwrite``) but it never leads it: every record at or below the published
+The writer rewrites it in place every time ``synced_lsn`` moves, *after* the
+fsync that made those LSNs durable returned and before any waiter is told: a
+store into a shared memory map of the file on the real file system (no system
+call at all; other processes see it through the page cache at once), or one
+``pwrite`` through other file-system seams. It is never fsynced on the commit
+path (once at open). So the value in the file may lag the truth (the page was
+not written back before a power loss, or a reader looked between the fsync and
+the store) but it never leads it: every record at or below the published
 ``synced_lsn`` is on stable storage. Readers in other processes use it to yield
 durable records only; recovery uses it to tell where the last acknowledged
 fsync ended (damage past it is an unacknowledged torn tail).
@@ -30,13 +33,14 @@ catches that and the reader simply reads again.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import struct
 import time
 from dataclasses import dataclass
 
 from .format import crc32c
-from .fs import FileSystem
+from .fs import FileSystem, OsFileSystem
 
 WATERMARK_NAME = "WATERMARK"
 WATERMARK_MAGIC = b"LSWM"
@@ -88,7 +92,22 @@ class WatermarkWriter:
     def __init__(self, fs: FileSystem, root: str) -> None:
         self._fs = fs
         self.path = os.path.join(root, WATERMARK_NAME)
-        self._fd = fs.open_write(self.path) if fs.exists(self.path) else fs.create(self.path)
+        self._map: mmap.mmap | None = None
+        if type(fs) is OsFileSystem:
+            # A shared mapping of the file's page: a publish is a memory store that other
+            # processes see through the page cache at once, with no system call.
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                if os.fstat(self._fd).st_size < WATERMARK_SIZE:
+                    os.ftruncate(self._fd, WATERMARK_SIZE)
+                self._map = mmap.mmap(self._fd, WATERMARK_SIZE)
+            except BaseException:
+                os.close(self._fd)
+                raise
+        else:
+            self._fd = fs.open_write(self.path) if fs.exists(self.path) else fs.create(self.path)
+        self._buf = bytearray(WATERMARK_SIZE)
+        self._body = memoryview(self._buf)[: _BODY.size]
         self._generation = 0
         self._opened_at = time.time()
         self._pid = os.getpid()
@@ -102,11 +121,16 @@ class WatermarkWriter:
         self._generation += 1
         self.synced_lsn = synced_lsn
         self.checkpoint_lsn = checkpoint_lsn
-        data = encode_watermark(
-            Watermark(synced_lsn, checkpoint_lsn, self._generation, self._pid,
-                      self._opened_at, time.time())
+        buf = self._buf
+        _BODY.pack_into(
+            buf, 0, WATERMARK_MAGIC, WATERMARK_VERSION, 0, self._generation, synced_lsn,
+            checkpoint_lsn, self._pid, self._opened_at, time.time(), 0,
         )
-        self._fs.pwrite(self._fd, data, 0)
+        _CRC.pack_into(buf, _BODY.size, crc32c(self._body))
+        if self._map is not None:
+            self._map[0:WATERMARK_SIZE] = buf
+        else:
+            self._fs.pwrite(self._fd, buf, 0)
 
     @property
     def fd(self) -> int:
@@ -115,6 +139,11 @@ class WatermarkWriter:
 
     def close(self) -> None:
         """Close the file (idempotent)."""
+        self._body.release()
+        if self._map is not None:
+            with contextlib.suppress(BufferError, ValueError):
+                self._map.close()
+            self._map = None
         if self._fd >= 0:
             with contextlib.suppress(OSError):
                 self._fs.close(self._fd)

@@ -1,9 +1,16 @@
-"""The segment writer: LSN assignment, the active segment, its buffer, index and seal.
+"""The segment writer: LSN assignment, the active segment, its index and seal.
 
 Owns the active segment file and the next LSN. It is not thread-safe: the
 ``AsyncWalWriter`` calls it under its lock. It never fsyncs; ``rotate`` returns a
 ``SealedSegment`` that the caller hands to whoever syncs it (the writer does not
 import the sync manager — data flows one way).
+
+Appends reach the OS before they return (invariant 11): by default every
+``append`` is one ``write`` of one record, every ``append_many`` one ``write``
+per ~1 MiB of records, so ``kill -9`` of the process loses nothing appended.
+``write_buffer_bytes > 0`` opts into a user-space buffer for bulk loads. After a
+failed write the writer is *broken*: it never writes to that file again (not
+even on close), so a partial record can only ever be the file's last bytes.
 
 Rotation, step by step (crash windows in the comments):
 
@@ -23,16 +30,14 @@ Rotation, step by step (crash windows in the comments):
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import os
-import threading
 import time
 from dataclasses import dataclass
 
 from . import format as fmt
 from .fs import FailpointHook, FileSystem
 from .names import WalPaths, segment_name
+from .spares import SparePool
 
 # Hot-path bindings (module globals are faster to reach than attribute chains).
 _TAIL_PACK = fmt.RECORD_HEADER_TAIL.pack
@@ -41,17 +46,13 @@ _CRC = fmt.crc32c
 _time = time.time  # the writer's clock (tests replace lsnwal.writer._time)
 
 _EMPTY_SEAL_BYTES = fmt.RECORD_HEADER_SIZE + fmt.SEAL_FIXED.size + fmt.TRAILER_SIZE
+#: an unbuffered ``append_many`` writes at most this much per syscall
+_BATCH_WRITE_BYTES = 1024 * 1024
 
 
 @dataclass
 class SealedSegment:
-    """A unit of work for the sync manager (it owns ``fd`` from now on).
-
-    Normally a rotated segment in ``pending/``. With ``in_place`` it is instead a
-    request to fsync the active segment (``fd`` is a duplicate of its descriptor)
-    up to ``last_lsn``, and ``dir_fd`` (if not -1) is the WAL directory to fsync
-    so that the active file's name is durable too.
-    """
+    """A rotated segment in ``pending/``; whoever syncs it owns ``fd`` from now on."""
 
     path: str
     fd: int
@@ -59,82 +60,6 @@ class SealedSegment:
     last_lsn: int
     size_bytes: int
     last_ts: float
-    in_place: bool = False
-    dir_fd: int = -1
-
-
-SPARE_PREFIX = "spare-"
-SPARE_SUFFIX = ".tmp"
-
-
-class SparePool:
-    """Pre-creates empty files for future active segments on a thread of its own.
-
-    Creating a file can cost far more than renaming one (about 1 ms against
-    20 us on the ext4 this was measured on), and rotation happens under the
-    writer lock; a spare turns that create into a rename. Spares are plain empty
-    files: a crash leaves them behind and ``open()`` deletes them.
-    """
-
-    def __init__(self, fs: FileSystem, directory: str, size: int = 2) -> None:
-        self._fs = fs
-        self._dir = directory
-        self._size = size
-        self._cv = threading.Condition(threading.Lock())
-        self._ready: collections.deque[tuple[str, int]] = collections.deque()
-        self._counter = 0
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="lsnwal-spare", daemon=True)
-        self._thread.start()
-
-    def take(self) -> tuple[str, int] | None:
-        """A ready spare ``(path, fd)``, or None (the caller creates a file itself)."""
-        with self._cv:
-            spare = self._ready.popleft() if self._ready else None
-            self._cv.notify_all()
-            return spare
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                self._cv.wait_for(lambda: self._stopping or len(self._ready) < self._size)
-                if self._stopping:
-                    return
-                self._counter += 1
-                path = os.path.join(self._dir, f"{SPARE_PREFIX}{self._counter}{SPARE_SUFFIX}")
-            try:
-                fd = self._fs.create(path)
-            except OSError:
-                with self._cv:  # spares are an optimisation: the writer creates files itself
-                    self._stopping = True
-                    self._cv.notify_all()
-                return
-            with self._cv:
-                self._ready.append((path, fd))
-                self._cv.notify_all()
-
-    def ready(self) -> bool:
-        """True when a spare can be taken without waiting (or when there will be none)."""
-        return bool(self._ready) or self._stopping
-
-    def wait_ready(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for a spare; True if one is ready."""
-        with self._cv:
-            return self._cv.wait_for(lambda: bool(self._ready) or self._stopping, timeout) \
-                and bool(self._ready)
-
-    def stop(self) -> None:
-        """Stop the thread and delete unused spares."""
-        with self._cv:
-            self._stopping = True
-            self._cv.notify_all()
-        self._thread.join()
-        while self._ready:
-            path, fd = self._ready.popleft()
-            with contextlib.suppress(OSError):
-                self._fs.close(fd)
-            with contextlib.suppress(OSError):
-                self._fs.unlink(path)
 
 
 class SegmentWriter:
@@ -154,9 +79,11 @@ class SegmentWriter:
         spares: SparePool | None = None,
     ) -> None:
         self._fs = fs
+        self._write = fs.write
         self._spares = spares
         self._paths = paths
         self._max = segment_max_bytes
+        #: 0: every record goes to the OS at once; >0: buffer up to this many bytes
         self._flush_at = write_buffer_bytes
         self._fp = failpoint
         self.next_lsn = next_lsn
@@ -166,7 +93,10 @@ class SegmentWriter:
         self.buf = bytearray()
         self.fd = -1
         self.generation = 0
-        self.dir_synced = False
+        #: set after a failed write: nothing is ever written to this file again
+        self.broken = False
+        #: the segment the last ``rotate`` sealed (kept if starting the next one fails)
+        self.sealed: SealedSegment | None = None
         self._start_segment()
 
     # ------------------------------------------------------------------ state
@@ -187,7 +117,7 @@ class SegmentWriter:
         return self.file_size + len(self.buf)
 
     def _start_segment(self) -> None:
-        """Create a fresh active file whose first LSN is ``next_lsn`` (steps 3 above)."""
+        """Create a fresh active file whose first LSN is ``next_lsn`` (step 3 above)."""
         fs = self._fs
         created = max(_time(), self.last_ts)
         header = fmt.encode_segment_header(self.next_lsn, created, self.header_checkpoint)
@@ -212,7 +142,6 @@ class SegmentWriter:
             self._fp("after_active_create")
         self.fd = fd
         self.generation += 1
-        self.dir_synced = False
         self.first_lsn = self.next_lsn
         self.file_size = fmt.HEADER_SIZE
         self.first_ts = 0.0
@@ -247,58 +176,83 @@ class SegmentWriter:
 
     def append(self, kind: int, payload: bytes) -> int:
         """Append one record (the caller checked ``fits``); return its LSN."""
-        lsn = self.try_append(kind, payload, True)
-        return lsn
+        return self.try_append(kind, payload, True)
 
     def try_append(self, kind: int, payload: bytes, force: bool = False) -> int:
         """Append one record if it fits (see ``fits``) and return its LSN, else return 0.
 
         This is the hot path of ``AsyncWalWriter.append``: one call does the room
-        check, the encoding (CRC over header fields and payload) and the buffering.
+        check, the encoding (CRC over header fields and payload) and the write.
         """
-        buf = self.buf
         lsn = self.next_lsn
-        if len(buf) + len(payload) > self.room and not force and lsn != self.first_lsn:
+        n = len(payload)
+        if len(self.buf) + n > self.room and not force and lsn != self.first_lsn:
             return 0
         ts = _time()
-        last_ts = self.last_ts
-        if ts < last_ts:  # keep timestamps monotonic within the WAL
-            ts = last_ts
-        if lsn == self.first_lsn:
-            self.first_ts = ts
-        tail = _TAIL_PACK(len(payload), lsn, ts, kind, 0, 0)
-        buf += _U32_PACK(_CRC(payload, _CRC(tail)))
-        buf += tail
-        buf += payload
-        self.next_lsn = lsn + 1
-        self.last_ts = ts
-        if kind != 1:
-            self._note_special(kind, lsn, ts, payload)
-        if len(buf) >= self._flush_at:
-            self.flush()
+        if ts < self.last_ts:  # keep timestamps monotonic within the WAL
+            ts = self.last_ts
+        self._put(kind, lsn, ts, payload)
         return lsn
 
     def append_at(self, kind: int, payload: bytes, ts: float) -> int:
         """Append one record with a given timestamp (restore copies records as they were)."""
-        saved = self.last_ts
-        self.last_ts = max(saved, ts)
         lsn = self.next_lsn
-        if lsn == self.first_lsn:
-            self.first_ts = self.last_ts
-        buf = self.buf
-        tail = fmt.RECORD_HEADER_TAIL.pack(len(payload), lsn, self.last_ts, kind, 0, 0)
-        buf += fmt.U32.pack(fmt.crc32c(payload, fmt.crc32c(tail)))
-        buf += tail
-        buf += payload
-        self.next_lsn = lsn + 1
-        if kind != fmt.RecordKind.DATA:
-            self._note_special(kind, lsn, self.last_ts, payload)
-        if len(buf) >= self._flush_at:
-            self.flush()
+        self._put(kind, lsn, max(self.last_ts, ts), payload)
         return lsn
 
+    def _put(self, kind: int, lsn: int, ts: float, payload: bytes) -> None:
+        if self.broken:
+            raise OSError("the active segment had a failed write; nothing more is written")
+        if lsn == self.first_lsn:
+            self.first_ts = ts
+        tail = _TAIL_PACK(len(payload), lsn, ts, kind, 0, 0)
+        rec = _U32_PACK(_CRC(payload, _CRC(tail))) + tail + payload
+        if self._flush_at:
+            self.buf += rec
+            self.next_lsn = lsn + 1
+            self.last_ts = ts
+            if kind != 1:
+                self._note_special(kind, lsn, ts, payload)
+            if len(self.buf) >= self._flush_at:
+                self.flush()
+            return
+        size = self.file_size
+        if size - self.block_offset >= fmt.INDEX_INTERVAL_BYTES:
+            self._close_block(size)
+            self.block_offset = size
+            self.block_first_lsn = lsn
+            self.block_first_ts = ts
+        self._raw_write(rec)
+        self.file_size = size + len(rec)
+        self.room -= len(rec)
+        self.next_lsn = lsn + 1
+        self.last_ts = ts
+        if kind != 1:
+            self._note_special(kind, lsn, ts, payload)
+
+    def _raw_write(self, data: bytes | bytearray) -> None:
+        """One write to the active file; a failure breaks the writer for good."""
+        fp = self._fp
+        if fp is not None:
+            fp("before_record_write")
+        try:
+            self._write(self.fd, data)
+        except BaseException:
+            # The kernel may have taken part of ``data``: the file now ends in a partial
+            # record. Writing anything after it would bury that under valid-looking bytes.
+            self.broken = True
+            self.buf = bytearray()
+            raise
+        if fp is not None:
+            fp("after_record_write")
+
     def append_many(self, payloads: list[bytes]) -> int:
-        """Append DATA records that all fit; return the first LSN. One timestamp for all."""
+        """Append DATA records that all fit; return the first LSN. One timestamp for all.
+
+        Unbuffered, the batch reaches the OS in one write per ~1 MiB of records.
+        """
+        if self.broken:
+            raise OSError("the active segment had a failed write; nothing more is written")
         lsn = first = self.next_lsn
         ts = _time()
         if ts < self.last_ts:
@@ -306,16 +260,29 @@ class SegmentWriter:
         if lsn == self.first_lsn:
             self.first_ts = ts
         n = len(payloads)
-        flush_at = self._flush_at
-        # Encode in slices of about one write buffer (bounded memory, same flush points).
-        step = max(1, min(1024, flush_at // (sum(map(len, payloads)) // n + 29)))
+        chunk = self._flush_at or _BATCH_WRITE_BYTES
+        step = max(1, min(n, chunk // (sum(map(len, payloads)) // n + fmt.RECORD_HEADER_SIZE)))
         for i in range(0, n, step):
             part = payloads[i : i + step]
-            self.buf += fmt.encode_data_records(part, lsn, ts)
+            data = fmt.encode_data_records(part, lsn, ts)
+            if self._flush_at:
+                self.buf += data
+                lsn += len(part)
+                if len(self.buf) >= self._flush_at:
+                    self.next_lsn = lsn
+                    self.flush()
+                continue
+            size = self.file_size
+            if size - self.block_offset >= fmt.INDEX_INTERVAL_BYTES:
+                self._close_block(size)
+                self.block_offset = size
+                self.block_first_lsn = lsn
+                self.block_first_ts = ts
+            self._raw_write(data)
+            self.file_size = size + len(data)
             lsn += len(part)
-            if len(self.buf) >= flush_at:
-                self.next_lsn = lsn
-                self.flush()
+            self.next_lsn = lsn
+        self._update_room()
         self.next_lsn = lsn
         self.last_ts = ts
         return first
@@ -333,18 +300,14 @@ class SegmentWriter:
     def flush(self) -> None:
         """Hand buffered records to the OS (one write); start index blocks as they fill."""
         buf = self.buf
-        if not buf:
+        if not buf or self.broken:
             return
         if self.file_size - self.block_offset >= fmt.INDEX_INTERVAL_BYTES:
             self._close_block(self.file_size)
             self.block_offset = self.file_size
             self.block_first_lsn = self.buf_first_lsn
             self.block_first_ts = self.flushed_ts
-        if self._fp is not None:
-            self._fp("before_record_write")
-        self._fs.write(self.fd, buf)
-        if self._fp is not None:
-            self._fp("after_record_write")
+        self._raw_write(buf)
         self.file_size += len(buf)
         self._update_room()
         self.buf = bytearray()
@@ -378,17 +341,14 @@ class SegmentWriter:
 
     def rotate(self) -> SealedSegment:
         """Seal the active segment, move it to ``pending/`` and start a new one."""
+        if self.broken:
+            raise OSError("the active segment had a failed write; it cannot be sealed")
         self.flush()
         self._close_block(self.file_size)
         seal = self.seal_info()
-        self.buf += fmt.encode_seal(seal)
-        if self._fp is not None:
-            self._fp("before_record_write")
-        self._fs.write(self.fd, self.buf)
-        if self._fp is not None:
-            self._fp("after_record_write")
-        size = self.file_size + len(self.buf)
-        self.buf = bytearray()
+        sealed_bytes = fmt.encode_seal(seal)
+        self._raw_write(sealed_bytes)
+        size = self.file_size + len(sealed_bytes)
         dst = os.path.join(self._paths.pending, segment_name(self.first_lsn))
         if self._fp is not None:
             self._fp("before_rotate_rename")
@@ -396,19 +356,23 @@ class SegmentWriter:
         if self._fp is not None:
             self._fp("after_rotate_rename")
         sealed = SealedSegment(dst, self.fd, self.first_lsn, seal.last_lsn, size, self.last_ts)
+        # From here the descriptor belongs to ``sealed`` (the sync unit closes it), even
+        # if starting the next segment fails below.
         self.fd = -1
         # Carry the checkpoint forward so every later header/seal records it (open reads
         # only the newest archived seal). Safe before it is durable: a later segment is
         # kept by recovery only if this one, CHECKPOINT record included, is kept too.
         self.header_checkpoint = max(self.header_checkpoint, seal.checkpoint_lsn)
+        self.sealed = sealed
         self._start_segment()
         return sealed
 
     def close(self) -> None:
-        """Write out the buffer and close the active file (no fsync here)."""
+        """Write out the buffer (unless a write failed) and close the active file (no fsync)."""
         if self.fd >= 0:
             try:
-                self.flush()
+                if not self.broken:
+                    self.flush()
             finally:
                 self._fs.close(self.fd)
                 self.fd = -1

@@ -20,8 +20,8 @@ import lsnwal
 from lsnwal import WalConfig, WalError
 from lsnwal.fs import OsFileSystem, OsSyncBackend
 from lsnwal.seekindex import write_index
+from lsnwal.spares import SPARE_PREFIX, SPARE_SUFFIX
 from lsnwal.watermark import WATERMARK_NAME, Watermark, encode_watermark
-from lsnwal.writer import SPARE_PREFIX, SPARE_SUFFIX
 
 SMALL = WalConfig(segment_max_bytes=4096)
 AFTER = b"appended after recovery"
@@ -37,7 +37,7 @@ class NoSync(OsSyncBackend):
         """Do nothing."""
 
 
-def payloads(n: int = 126, seed: int = 7) -> list[bytes]:
+def payloads(n: int = 160, seed: int = 7) -> list[bytes]:
     """``n`` deterministic payloads of 60..260 bytes (a few 4 KiB segments' worth)."""
     rng = random.Random(seed)
     return [rng.randbytes(rng.randrange(60, 260)) for _ in range(n)]

@@ -67,6 +67,7 @@ def fill(wal: lsnwal.AsyncWalWriter, n: int, start: int = 0) -> dict[int, bytes]
     for i in range(start, start + n):
         p = payload(i)
         out[wal.append(p)] = p
+    wal.rotate()
     assert wal.sync_async().wait(10)
     assert wal.wait_archived(10)
     return out
@@ -112,10 +113,12 @@ def test_archiving_does_not_delay_synced_lsn(wal_dir: Path) -> None:
     wal = lsnwal.open(wal_dir, lsnwal.WalConfig(segment_max_bytes=SMALL), failpoint=hook)
     try:
         fill_lsns = [wal.append(payload(i)) for i in range(30)]
+        wal.rotate()
         assert wal.sync_async().wait(10)
         assert stuck.wait(10)
         for round_ in range(5):
             lsns = [wal.append(payload(1000 + 10 * round_ + i)) for i in range(40)]
+            wal.rotate()
             assert wal.sync_async().wait(10)
             assert wal.synced_lsn >= lsns[-1]
         assert names(wal_dir / "pending"), "segments wait in pending/ while the archiver is stuck"
@@ -282,6 +285,7 @@ def _checkpointed_archive(
         assert len(segs) >= 10
         cp = segs[seg_index].last_lsn if at_end else segs[seg_index].first_lsn + 2
         wal.checkpoint(cp)
+        wal.rotate()  # leave the active segment empty (see above)
         assert wal.sync_async().wait(10)
         assert wal.wait_archived(10)
     before = archived(wal_dir)
@@ -460,6 +464,7 @@ def test_archived_file_is_never_overwritten(wal_dir: Path, tmp_path: Path) -> No
         fill(o, 5)
         for i in range(10):
             o.append(b"foreign-%d" % i)
+        o.rotate()
         assert o.sync_async().wait(10)
         assert o.wait_archived(10)
     name = f"{6:020d}.wal"
@@ -471,6 +476,7 @@ def test_archived_file_is_never_overwritten(wal_dir: Path, tmp_path: Path) -> No
         for i in range(30):
             p = payload(100 + i)
             expected[wal.append(p)] = p
+        wal.rotate()
         assert wal.sync_async().wait(10)
         wal.wait_archived(10)
         assert (wal_dir / "archive" / name).read_bytes() == foreign
@@ -480,6 +486,7 @@ def test_archived_file_is_never_overwritten(wal_dir: Path, tmp_path: Path) -> No
         for i in range(40):
             p = payload(200 + i)
             expected[wal.append(p)] = p
+        wal.rotate()
         assert wal.sync_async().wait(10)
         wal.wait_archived(10)
         assert len(names(wal_dir / "pending")) >= 2
@@ -501,12 +508,14 @@ def test_same_range_different_content_is_not_accepted(wal_dir: Path, tmp_path: P
     with lsnwal.open(other, cfg) as o:
         for _ in range(20):
             o.append(b"X" * 50)
+        o.rotate()
         o.sync_async().wait(10)
         o.wait_archived(10)
     foreign = (other / "archive" / f"{1:020d}.wal").read_bytes()
     with lsnwal.open(wal_dir, cfg) as wal:
         (wal_dir / "archive" / f"{1:020d}.wal").write_bytes(foreign)
         expected = {wal.append(b"Y" * 50): b"Y" * 50 for _ in range(20)}
+        wal.rotate()
         assert wal.sync_async().wait(10)
         wal.wait_archived(10)
         assert (wal_dir / "archive" / f"{1:020d}.wal").read_bytes() == foreign

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ import lsnwal
 from lsnwal.cli import main
 
 SMALL = lsnwal.WalConfig(segment_max_bytes=4096)
-COMMANDS = ["info", "dump", "verify", "replay", "restore", "prune", "marks", "bench", "demo"]
+COMMANDS = ["info", "dump", "verify", "replay", "restore", "prune", "marks", "bench", "demo", "top"]
 
 
 @dataclass
@@ -39,6 +40,7 @@ def _build(path: Path) -> Built:
         mark = wal.mark("m1")
         for i in range(80):
             wal.append(f"second-{i:04d}".encode() * 3)
+        wal.rotate()  # everything archived: the active segment is left empty
         wal.sync()
         wal.wait_archived()
         last = wal.last_lsn
@@ -182,7 +184,7 @@ def test_locked_wal_is_one_line_error_for_prune(
     """prune (which opens the WAL) fails in one line while another writer holds the LOCK."""
     with lsnwal.open(built.path, SMALL):
         before = sorted(os.listdir(built.path / "archive"))
-        rc, _, err = run(capsys, "prune", built.path, "--max-segments", "1")
+        rc, _, err = run(capsys, "prune", built.path, "--max-segments", "1", "--yes")
         assert_one_line_error(rc, err)
         assert "locked" in err
         assert sorted(os.listdir(built.path / "archive")) == before
@@ -257,7 +259,7 @@ def test_read_only_commands_work_while_a_writer_is_running(
         assert info["last_lsn"] == lsn
         rc, out, _ = run(capsys, "dump", built.path, "--from", lsn, "--json")
         assert rc == 0
-        assert json.loads(out)["payload"] == "live record"
+        assert json.loads(out)["payload_utf8"] == "live record"
 
 
 # --------------------------------------------------------------------------- info and marks
@@ -335,7 +337,7 @@ def test_dump_text_range(built: Built, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_dump_json_lines_shape(built: Built, capsys: pytest.CaptureFixture[str]) -> None:
-    """dump --json prints one object per record with LSN, kind, time, length and payload."""
+    """dump --json prints one object per record: LSN, kind, time, length and the whole payload."""
     rc, out, _ = run(capsys, "dump", built.path, "--json")
     assert rc == 0
     rows = [json.loads(line) for line in out.splitlines()]
@@ -346,8 +348,8 @@ def test_dump_json_lines_shape(built: Built, capsys: pytest.CaptureFixture[str])
         assert row["kind"] == rec.kind.name
         assert row["timestamp"] == rec.timestamp
         assert row["length"] == len(rec.payload)
-        assert row["payload"] == rec.payload[:48].decode()
-        assert row["truncated"] == (len(rec.payload) > 48)
+        assert base64.b64decode(row["payload_b64"]) == rec.payload  # lossless by default
+        assert row["truncated"] is False
     assert rows[built.checkpoint_record - 1]["checkpoint_lsn"] == built.checkpoint_lsn
     assert rows[built.mark_lsn - 1]["name"] == "m1"
 
@@ -551,6 +553,7 @@ def test_restore_json_and_long_plans(tmp_path: Path, capsys: pytest.CaptureFixtu
     with lsnwal.open(path, SMALL) as wal:
         for i in range(15):
             wal.append(bytes([i]) * 3000)  # one record per 4 KiB segment
+        wal.rotate()
         wal.sync()
         wal.wait_archived()
     n_segs = len(os.listdir(path / "archive"))
@@ -610,10 +613,10 @@ def test_prune_dry_run_lists_exactly_what_prune_then_deletes(
         seg = next(s for s in lsnwal.collect_all_segments(built.path)
                    if os.path.basename(s.path) == name)
         assert seg.last_lsn <= built.checkpoint_lsn
-    rc, out, _ = run(capsys, "prune", built.path, "--max-segments", 1)
+    rc, out, _ = run(capsys, "prune", built.path, "--max-segments", 1, "--yes")
     assert rc == 0
     assert sorted(set(before) - set(os.listdir(archive))) == listed
-    assert f"pruned {len(listed)} archived segment(s)" in out
+    assert f"pruned {len(listed)} segment(s)" in out
     assert lsnwal.verify(built.path).ok
 
 
@@ -622,7 +625,7 @@ def test_prune_without_limits_deletes_nothing(
 ) -> None:
     """Without a retention limit prune says so and keeps every segment."""
     before = sorted(os.listdir(built.path / "archive"))
-    rc, out, err = run(capsys, "prune", built.path)
+    rc, out, err = run(capsys, "prune", built.path, "--yes")
     assert rc == 0
     assert "no retention limit" in err
     assert "pruned 0" in out

@@ -163,6 +163,7 @@ def big_zwal(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, 
     cfg = lsnwal.WalConfig(segment_max_bytes=16 << 20, compression=ZSTD)
     with lsnwal.open(path, cfg) as wal:
         lsns = wal.append_batch(corpus)
+        wal.rotate()
         assert wal.sync_async().wait(30)
         assert wal.wait_archived(30)
     (zfile,) = archive_files(path)

@@ -68,7 +68,6 @@ BAD_VALUES: list[tuple[str, Any]] = [
     ("recovery_mode", "STRICT"),
     ("recovery_mode", None),
     ("recovery_mode", ""),
-    ("write_buffer_bytes", 0),
     ("write_buffer_bytes", -1),
     ("write_buffer_bytes", 1.0),
 ]
@@ -195,6 +194,7 @@ NUMERIC = {
     "archive_max_bytes": "int", "max_pending_segments": "int", "max_pending_bytes": "int",
     "compression_level": "int", "write_buffer_bytes": "int",
     "archive_max_age_s": "seconds", "backpressure_timeout_s": "seconds",
+    "segment_max_age_s": "seconds",
 }
 ODD: list[Any] = [float("inf"), float("-inf"), float("nan"), -1, -0.0, 0, True, False,
                   10**400, -(10**400), 2**63, "5", b"5", None, 1.5, complex(1, 0)]
@@ -220,7 +220,8 @@ def test_odd_numbers_are_refused_or_mean_what_they_say(field: str, value: Any) -
     kept = getattr(cfg, field)
     assert kept is value
     if kept is None:
-        assert field in ("archive_max_segments", "archive_max_bytes", "archive_max_age_s")
+        assert field in ("archive_max_segments", "archive_max_bytes", "archive_max_age_s",
+                         "segment_max_age_s")
     elif NUMERIC[field] == "seconds":
         assert isinstance(kept, (int, float)) and not isinstance(kept, bool)
         assert kept > 0 and float(kept) == kept  # positive, finite or +inf, never NaN

@@ -23,8 +23,23 @@ and ``check_crash_state`` asserts:
 * writing works after recovery (append + sync, then replay shows it).
 
 Identical crash states (same files, same acknowledgement) are checked once and
-counted once. ``LSNWAL_STRESS=1`` checks every snapshot of several seeds and a
-longer workload. A second test crashes at each named failpoint (``crash_at``).
+counted once.
+
+Two sizes, the same kinds of coverage (every persistence point of every thread
+in ``REQUIRED_POINTS``, every crash-variant kind, every failpoint on every
+thread that passes it; asserted in both):
+
+* ``make test``: a representative sample — one seed, a 60-step workload per
+  configuration, one plain write in four and, of every other operation of
+  each thread, the first and every third; of each snapshot's crash variants,
+  three of each kind (the first, the last and one between); at least
+  ``QUICK_MIN_STATES`` distinct crash states; and a middle hit of each
+  failpoint per thread kind plus its last hit;
+* ``make stress`` (``LSNWAL_STRESS=1``): the full enumeration — every crash
+  variant of every snapshot of four seeds of a 300-step workload, at least
+  ``MIN_STATES`` states, and every hit of every failpoint.
+
+A second test crashes at each named failpoint (``crash_at``).
 """
 
 from __future__ import annotations
@@ -49,8 +64,14 @@ from lsnwal.testing import CrashVariant, SimFileSystem, SimState, SimulatedCrash
 
 ROOT = "/wal"
 STRESS = os.environ.get("LSNWAL_STRESS") == "1"  # as conftest.stress_enabled()
-#: crash states ``make test`` must check (issue 5)
-MIN_STATES = 10_000
+#: crash states the full enumeration (``make stress``) must check
+MIN_STATES = 60_000
+#: crash states the representative sample of ``make test`` must check
+QUICK_MIN_STATES = 2_000
+#: ``make test``: workload steps per configuration, and keep every n-th plain write
+QUICK_STEPS, QUICK_EVERY, QUICK_STRIDE = 60, 4, 3
+#: ``make test``: crash variants checked per snapshot and variant kind
+QUICK_VARIANTS_PER_KIND = 3
 DATA, CHECKPOINT, MARK = (int(k) for k in lsnwal.RecordKind)
 #: the long forms run for many minutes; the short ones well under the default
 LONG = pytest.mark.timeout(7200 if STRESS else 1200)
@@ -72,9 +93,11 @@ CONFIGS: dict[str, lsnwal.WalConfig] = {
     # archive off: synced segments are deleted once the checkpoint covers them
     "off": lsnwal.WalConfig(segment_max_bytes=4096, archive_enabled=False,
                             write_buffer_bytes=1500),
-    # rotate_on_sync=False: the sync thread fsyncs the active file in place (FIFO)
-    "inplace": lsnwal.WalConfig(segment_max_bytes=4096, rotate_on_sync=False,
-                                archive_max_segments=2, write_buffer_bytes=1000),
+    # the default: unbuffered appends (each record reaches the file at once)
+    "inplace": lsnwal.WalConfig(segment_max_bytes=4096, archive_max_segments=2),
+    # rotation by age: the sync thread seals and renames the active segment itself
+    "age": lsnwal.WalConfig(segment_max_bytes=8192, segment_max_age_s=0.003,
+                            archive_max_segments=4),
     # zstd archive (copy to .tmp, fsync, rename, fsync, unlink pending), pruned by bytes
     "zstd": lsnwal.WalConfig(segment_max_bytes=4096, compression="zstd",
                              archive_max_bytes=9000, write_buffer_bytes=900),
@@ -388,13 +411,32 @@ def _thread_kind(name: str) -> str:
     return "main"
 
 
+def _sample_variants(variants: list[CrashVariant], per_kind: int | None) -> list[CrashVariant]:
+    """All variants (``per_kind=None``), or of each kind (lost, kept, prefix, torn, zero)
+    the first, the last and evenly spaced ones between, ``per_kind`` in all."""
+    if per_kind is None:
+        return variants
+    by_kind: dict[str, list[CrashVariant]] = {}
+    for v in variants:
+        by_kind.setdefault(v.data, []).append(v)
+    out: list[CrashVariant] = []
+    for group in by_kind.values():
+        if len(group) <= per_kind:
+            out.extend(group)
+            continue
+        step = (len(group) - 1) / (per_kind - 1) if per_kind > 1 else 0
+        out.extend(group[round(i * step)] for i in range(per_kind))
+    return out
+
+
 def check_snapshot(snap: Snap, cfg: lsnwal.WalConfig, tally: Tally, label: str) -> None:
-    """Check every crash variant of one snapshot."""
+    """Check the crash variants of one snapshot (all of them under ``make stress``)."""
     model = SimFileSystem.from_state(snap.state)
     claim = Claim(snap.acked, snap.cp_acked, snap.cp_declared, snap.expected)
     tally.snapshots += 1
     tally.ops[f"{_thread_kind(snap.thread)}:{snap.op}"] += 1
-    for v in model.crash_variants():
+    for v in _sample_variants(list(model.crash_variants()),
+                              None if STRESS else QUICK_VARIANTS_PER_KIND):
         tally.variants += 1
         crashed = model.crash(v)
         key = _state_key(crashed, claim)
@@ -408,13 +450,21 @@ def check_snapshot(snap: Snap, cfg: lsnwal.WalConfig, tally: Tally, label: str) 
         tally.how[v.data] += 1
 
 
-def _subsample(snaps: list[Snap], every: int) -> Iterator[Snap]:
-    """Every snapshot after a namespace change, sync or truncate; every ``every``-th write."""
+def _subsample(snaps: list[Snap], every: int, stride: int = 1) -> Iterator[Snap]:
+    """The snapshots to crash: every ``every``-th plain write and, of every other kind of
+    operation (namespace change, sync, truncate) per thread, the first and every
+    ``stride``-th one (``stride=1``: all of them)."""
     writes = 0
+    seen: Counter[str] = Counter()
     for s in snaps:
         if s.op == "write":
             writes += 1
             if writes % every:
+                continue
+        else:
+            key = f"{s.thread}:{s.op}"
+            seen[key] += 1
+            if (seen[key] - 1) % stride:
                 continue
         yield s
 
@@ -446,10 +496,11 @@ def test_every_crash_state_recovers_all_acknowledged_records(
 ) -> None:
     """Every crash variant of every snapshot recovers every acknowledged record, byte for byte."""
     t0 = time.monotonic()
-    steps = 300 if STRESS else 150
-    every = 1 if STRESS else 2  # make test: every other write snapshot, all others
+    steps = 300 if STRESS else QUICK_STEPS
+    every = 1 if STRESS else QUICK_EVERY  # make test: a third of plain writes, all others
     min_seeds = 4 if STRESS else 1
-    target = 6 * MIN_STATES if STRESS else MIN_STATES + MIN_STATES // 10
+    least = MIN_STATES if STRESS else QUICK_MIN_STATES
+    target = least + least // 10
     tally = Tally()
     seed = 0
     while seed < min_seeds or (tally.checked < target and seed < 40):
@@ -457,7 +508,7 @@ def test_every_crash_state_recovers_all_acknowledged_records(
         for name, cfg in CONFIGS.items():
             rec = run_workload(cfg, seed, steps)
             assert rec.acked > 0 and rec.snaps
-            for snap in _subsample(rec.snaps, every):
+            for snap in _subsample(rec.snaps, every, 1 if STRESS else QUICK_STRIDE):
                 check_snapshot(snap, cfg, tally, f"{name}/seed {seed}")
                 if seed > min_seeds and tally.checked >= target:
                     break
@@ -470,7 +521,7 @@ def test_every_crash_state_recovers_all_acknowledged_records(
     missing = REQUIRED_POINTS - set(tally.ops)
     assert not missing, f"persistence points never crashed at: {sorted(missing)}"
     assert set(tally.how) == {"lost", "kept", "prefix", "torn", "zero"}
-    assert tally.checked >= MIN_STATES, tally.line()
+    assert tally.checked >= least, tally.line()
 
 
 def _hits_per_failpoint(
@@ -488,21 +539,27 @@ def _hits_per_failpoint(
     return hits
 
 
-def _picks(kinds: list[str], per_point: int, salt: str) -> list[int]:
+def _picks(kinds: list[str], per_point: int | None, salt: str) -> list[int]:
     """Which hits (1-based) to crash at: every one, or a sample covering every thread kind.
 
     A failpoint is passed by several threads (a directory fsync: the sync thread,
-    the archiver, an in-place ``sync()``); the sample takes the first, a middle
-    and the last hit of each kind, so that every thread's crash window is tried
-    however the threads interleave.
+    the archiver, an in-place ``sync()``). ``per_point=None`` takes every hit;
+    otherwise the sample takes the last hit overall and a middle hit of each
+    thread kind (so that every thread's crash window is tried however the
+    threads interleave), and with ``per_point > 0`` also the first and last hit
+    of each kind and ``per_point`` random hits.
     """
     n = len(kinds)
-    if not per_point:
+    if per_point is None:
         return list(range(1, n + 1))
-    chosen = {1, n, *random.Random(salt).sample(range(1, n + 1), min(n, per_point))}
+    chosen = {n}
     for kind in set(kinds):
         at = [i + 1 for i, k in enumerate(kinds) if k == kind]
-        chosen.update((at[0], at[len(at) // 2], at[-1]))
+        chosen.add(at[len(at) // 2])
+        if per_point:
+            chosen.update((at[0], at[-1]))
+    if per_point:
+        chosen.update(random.Random(salt).sample(range(1, n + 1), min(n, per_point)))
     return sorted(chosen)
 
 
@@ -540,7 +597,7 @@ def test_crash_at_every_failpoint_recovers_all_acknowledged_records(
 ) -> None:
     """A SimulatedCrash at each named failpoint, in every surviving variant, loses nothing acked."""
     steps = 90
-    per_point = 0 if STRESS else 3  # 0: every hit
+    per_point = None if STRESS else 0  # None: every hit; 0: a middle hit per thread kind
     tally = Tally()
     fired: Counter[str] = Counter()
     threads: Counter[str] = Counter()

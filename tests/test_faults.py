@@ -140,12 +140,13 @@ def test_fsync_eio_fail_stops_without_false_ack_and_reopen_recovers(
         if i % 6 == 5:
             acked = max(acked, _commit(wal, how))
     assert acked == wal.synced_lsn > 0
-    # A record bigger than what is left of the segment: the failing commit needs a
-    # rotation (so a directory fsync is due on every path) as well as a file fsync.
-    p = _payload(999, 3000)
+    # A record bigger than what is left of the segment: it rotates the active segment
+    # (so a directory fsync is due, whoever runs it) and the commit needs a file fsync.
+    # The failure is armed first: the sync thread may take the rotated segment at once.
+    backend.fail_on_call = backend.calls + 1
+    p = _payload(999, 4000)
     expected[wal.append(p)] = p
     target = wal.last_lsn
-    backend.fail_on_call = backend.calls + 1
     with pytest.raises(lsnwal.WalSyncError) as failed:
         _commit(wal, how)
     err = failed.value
@@ -395,6 +396,7 @@ def test_archive_failure_keeps_segments_in_pending_and_commits_going() -> None:
     fs = SimFileSystem()
     wal = lsnwal.open("/wal", SMALL, fs=fs)
     expected = {wal.append(_payload(i)): _payload(i) for i in range(3)}
+    wal.rotate()
     assert wal.sync_async().wait(30)  # a rotated, synced segment: the archiver's next job
     fs.fail_next("rename")
     assert wal.wait_archived(30)

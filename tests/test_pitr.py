@@ -407,6 +407,7 @@ def test_replay_seeks_without_reading_earlier_segments(wal_dir: Path) -> None:
         for i in range(3700):
             p = payload(i)
             expected[wal.append(p)] = p
+        wal.rotate()
         assert wal.sync_async().wait(10)
         assert wal.wait_archived(10)
     segs = [s for s in lsnwal.collect_all_segments(wal_dir) if s.state == "archive"]
@@ -436,6 +437,7 @@ def test_replay_seeks_inside_a_large_segment(wal_dir: Path) -> None:
     big = [b"%08d" % i + b"z" * 1000 for i in range(6000)]
     with lsnwal.open(wal_dir, cfg) as wal:
         lsns = wal.append_batch(big)
+        wal.rotate()
         assert wal.sync_async().wait(10)
         assert wal.wait_archived(10)
     (seg,) = [s for s in lsnwal.collect_all_segments(wal_dir) if s.state == "archive"]

@@ -24,8 +24,8 @@ from lsnwal import WalConfig, WalCorruptionError
 from lsnwal import format as fmt
 from lsnwal.fs import OsFileSystem, OsSyncBackend
 from lsnwal.names import segment_name
+from lsnwal.spares import SPARE_PREFIX, SPARE_SUFFIX
 from lsnwal.watermark import WATERMARK_NAME
-from lsnwal.writer import SPARE_PREFIX, SPARE_SUFFIX
 
 SMALL = WalConfig(segment_max_bytes=4096)
 MODES = ("strict", "tolerate_tail", "stop_at_corruption")
@@ -147,6 +147,7 @@ def multi_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("multi") / "wal"
     with lsnwal.open(root, SMALL) as wal:
         wal.append_batch(MULTI_PAYLOADS[:120])
+        wal.rotate()
         wal.sync()
         wal.append_batch(MULTI_PAYLOADS[120:])
         assert wal.wait_archived(timeout=10)
@@ -901,6 +902,7 @@ def test_active_duplicate_of_newest_pending_is_dropped(tmp_path: Path) -> None:
     payloads = [b"rec-%03d" % i * 9 for i in range(12)]
     with lsnwal.open(d, cfg) as wal:
         wal.append_batch(payloads)
+        wal.rotate()
         wal.sync_async().wait(10)
         wal.wait_archived(10)
     # Rebuild the state "renamed into pending/, old name kept": move the archived copy

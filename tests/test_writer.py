@@ -15,7 +15,7 @@ import pytest
 
 import lsnwal
 from lsnwal import RecordKind, WalConfig
-from lsnwal.writer import SPARE_PREFIX, SPARE_SUFFIX
+from lsnwal.spares import SPARE_PREFIX, SPARE_SUFFIX
 
 # --------------------------------------------------------------------------- helpers
 
@@ -84,7 +84,7 @@ def test_append_returns_gap_free_lsns(open_wal: lsnwal.AsyncWalWriter) -> None:
 
 
 def test_append_accepts_bytes_like(open_wal: lsnwal.AsyncWalWriter, wal_dir: Path) -> None:
-    """bytes, bytearray, memoryview (also a slice) and bytes subclasses are stored as given."""
+    """bytes, bytearray, C-contiguous memoryviews and buffers, and bytes subclasses are stored."""
 
     class B(bytes):
         pass
@@ -96,14 +96,32 @@ def test_append_accepts_bytes_like(open_wal: lsnwal.AsyncWalWriter, wal_dir: Pat
         memoryview(b"xxsliceyy")[2:7],
         B(b"subclass"),
         b"",
-        memoryview(b"a-b-c-")[::2],
         memoryview(array.array("i", [1, 2])),
+        array.array("d", [1.5, -2.0]),
+        memoryview(b"abcdef").cast("B", (2, 3)),
     ]
     got = [open_wal.append(p) for p in payloads]
     assert got == list(range(1, len(payloads) + 1))
     open_wal.close()
-    assert [r.payload for r in records(wal_dir)] == [bytes(p) for p in payloads]
+    assert [r.payload for r in records(wal_dir)] == [memoryview(p).tobytes() for p in payloads]
     assert all(type(r.payload) is bytes for r in records(wal_dir))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [memoryview(b"a-b-c-")[::2], memoryview(bytearray(20))[1::3]],
+    ids=["every-2nd", "every-3rd"],
+)
+def test_non_contiguous_buffer_is_refused_and_changes_nothing(
+    open_wal: lsnwal.AsyncWalWriter, wal_dir: Path, bad: memoryview
+) -> None:
+    """A non-contiguous buffer raises a TypeError that says so, using no LSN and no byte."""
+    before = (wal_dir / "active.wal").read_bytes()
+    for call in (open_wal.append, lambda p: open_wal.append_batch([b"ok", p])):
+        with pytest.raises(TypeError, match="non-contiguous"):
+            call(bad)
+    assert open_wal.last_lsn == 0
+    assert (wal_dir / "active.wal").read_bytes() == before
 
 
 def test_append_copies_mutable_payload(open_wal: lsnwal.AsyncWalWriter, wal_dir: Path) -> None:

@@ -12,9 +12,13 @@ re-exports ``main`` (the console script ``lsnwal = "lsnwal.cli:main"`` and
 * ``bench``: ``bench``; ``demo`` delegates to ``lsnwal.demo``.
 
 Rules every subcommand keeps: read-only commands (and every ``--dry-run``) only
-read and never take the LOCK; errors are one line on stderr, exit status 0 ok,
-1 failure or damage found, 2 bad usage, 130 interrupted; progress is a ``tqdm``
-bar on stderr only when stderr is a terminal and the ``cli`` extra is installed.
+read and never take the LOCK; a destructive command (``prune``) only lists what
+it would do unless ``--yes`` is given; ``--json`` output is lossless (payloads
+in base64) and a failure under ``--json`` is a JSON error object too; errors
+are one line on stderr, exit status 0 ok (also when the reader of stdout goes
+away, ``| head``), 1 failure or damage found, 2 bad usage, 130 interrupted;
+progress is a ``tqdm`` bar on stderr only when stderr is a terminal and the
+``cli`` extra is installed.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from .. import format as fmt
 from ..config import WalConfig
 from ..errors import WalCorruptionError
 from ..fs import OsFileSystem
+from ..identity import IDENTITY_NAME, is_wal_dir
 from ..names import ACTIVE_NAME, WalPaths
 from ..recovery import Analysis, Seg, analyze
 
@@ -110,7 +111,7 @@ _positive_float = _number(float, "a number", lambda v: v > 0, "must be positive"
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
                "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
-_AGE_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_AGE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
 def _split_unit(text: str) -> tuple[float, str]:
@@ -133,10 +134,19 @@ def _size(text: str) -> int:
 
 
 def _age(text: str) -> float:
-    """``--max-age``: ``3600``, ``90m``, ``36h``, ``7d``."""
+    """``--max-age``: a positive number with a unit (``3600s``, ``90m``, ``36h``, ``7d``, ``2w``).
+
+    A bare number is refused: ``--max-age 7`` meant as days would otherwise be
+    seven seconds and delete almost the whole archive.
+    """
     number, unit = _split_unit(text)
+    if unit == "":
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no unit; say 7d, 12h, 30m, 3600s or 2w (a bare number is refused "
+            "so that days are never read as seconds)")
     if unit not in _AGE_UNITS or number <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: use a positive age like 3600, 90m, 36h, 7d")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use a positive age with a unit s, m, h, d or w (e.g. 36h, 7d)")
     return number * _AGE_UNITS[unit]
 
 
@@ -229,9 +239,12 @@ def _check_wal_dir(path: str, cfg: WalConfig) -> WalPaths:
         raise CliError(f"no WAL directory at {paths.root}")
     if not os.path.isdir(paths.root):
         raise CliError(f"{paths.root} is not a directory")
-    if not any(os.path.exists(p) for p in (paths.active, paths.pending, paths.archive)):
+    if not is_wal_dir(paths.root) and not any(
+        os.path.exists(p) for p in (paths.pending, paths.archive)
+    ):
         raise CliError(
-            f"{paths.root} is not an lsnwal directory (no {ACTIVE_NAME}, pending/ or archive/)"
+            f"{paths.root} is not an lsnwal directory (no {IDENTITY_NAME} identity file, "
+            f"{ACTIVE_NAME}, pending/ or archive/)"
         )
     return paths
 

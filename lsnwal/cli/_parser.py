@@ -9,7 +9,8 @@ kept here:
   WAL, corruption, a target that cannot be met, bad arguments) prints
   ``lsnwal: error: ...`` on stderr and exits non-zero; a traceback means a bug.
   Exit status: 0 success, 1 failure (including ``verify`` finding damage),
-  2 bad usage, 130 interrupted. A closed stdout (``| head``) stops quietly.
+  2 bad usage, 130 interrupted. A closed stdout (``| head``) stops quietly
+  with status 0; under ``--json`` an error is also printed as a JSON object.
 * **Help sits next to its argument.** Every subcommand's ``--help`` ends with
   examples; the options shared by several commands are added by one helper.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -38,6 +40,7 @@ from ._common import (
 from .bench import cmd_bench
 from .inspect import cmd_dump, cmd_info, cmd_marks, cmd_verify
 from .pitr import cmd_prune, cmd_replay, cmd_restore
+from .top import cmd_top
 
 # --------------------------------------------------------------------------- demo
 
@@ -80,7 +83,9 @@ def _add_targets(p: argparse.ArgumentParser) -> None:
     g.add_argument("--until-time", type=_parse_time, metavar="TIME",
                    help="stop at the last record at or before TIME (epoch seconds or ISO 8601 "
                         "with a timezone, e.g. 2024-05-01T12:00:00Z)")
-    g.add_argument("--until-mark", metavar="NAME", help="stop at the named mark")
+    g.add_argument("--until-mark", metavar="NAME",
+                   help="stop at the named mark (a name used twice: the first, oldest retained "
+                        "one; use --until-lsn with the LSN 'lsnwal marks' shows for a later one)")
     p.add_argument("--exclusive", action="store_true",
                    help="stop just before the target instead of including it")
     p.add_argument("--dry-run", action="store_true",
@@ -124,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
             ["lsnwal dump data/wal --from 1000 --until 1010",
              "lsnwal dump data/wal --json --from-time 2024-05-01T12:00:00Z | jq .lsn",
              "lsnwal dump data/wal --kind mark --kind checkpoint",
-             "lsnwal dump data/wal --from 42 --limit 1 --hex"])
+             "lsnwal dump data/wal --from 42 --limit 1 --hex",
+             "lsnwal dump data/wal --json | jq -r .payload_b64 | base64 -d   # exact bytes"])
     p.add_argument("path", metavar="PATH", help="the WAL directory")
     p.add_argument("--from", dest="from_lsn", type=_positive_int, metavar="LSN",
                    help="first LSN to print (default: the oldest retained)")
@@ -137,10 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", dest="kinds", action="append", metavar="KIND",
                    type=_kind,
                    help="only records of this kind: data, checkpoint or mark (repeatable)")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--hex", action="store_true", help="the whole payload in hex")
-    p.add_argument("--preview", type=_non_negative_int, default=48, metavar="N",
-                   help="payload bytes to show (default 48)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per line, lossless: the whole payload as payload_b64 "
+                        "(payload_utf8 too when it is valid UTF-8)")
+    p.add_argument("--hex", action="store_true",
+                   help="the payload in hex (text: a hex dump; JSON: payload_hex)")
+    p.add_argument("--preview", type=_non_negative_int, default=None, metavar="N",
+                   help="show only the first N payload bytes (text default 48; JSON default: "
+                        "all, with truncated=true when cut)")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="stop after N records")
     _add_dirs(p)
 
@@ -174,29 +184,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print plan and result as JSON")
     _add_dirs(p)
 
-    p = add("prune", "apply archive retention now (--dry-run: list what would be deleted)",
-            cmd_prune,
-            ["lsnwal prune data/wal --max-segments 1000 --dry-run",
-             "lsnwal prune data/wal --max-bytes 20G --max-age 7d",
-             "lsnwal prune data/wal --no-archive   # keep nothing the checkpoint covers"])
+    p = add("prune", "apply archive retention now: lists what it would delete, and deletes "
+            "it only with --yes", cmd_prune,
+            ["lsnwal prune data/wal --max-segments 1000          # list only",
+             "lsnwal prune data/wal --max-bytes 20G --max-age 7d --yes",
+             "lsnwal prune data/wal --no-archive --yes   # keep nothing the checkpoint covers"])
     p.add_argument("path", metavar="PATH", help="the WAL directory")
     p.add_argument("--max-segments", type=_positive_int, metavar="N",
                    help="keep at most N archived segments (archive_max_segments)")
     p.add_argument("--max-bytes", type=_size, metavar="SIZE",
                    help="keep at most SIZE of archive, e.g. 500M, 20G (archive_max_bytes)")
     p.add_argument("--max-age", type=_age, metavar="AGE",
-                   help="drop segments whose newest record is older, e.g. 36h, 7d "
-                        "(archive_max_age_s)")
+                   help="drop segments whose newest record is older than AGE, with a unit: "
+                        "30m, 12h, 7d, 2w, 3600s (a bare number is refused; archive_max_age_s)")
     p.add_argument("--no-archive", action="store_true",
                    help="delete every segment the checkpoint covers (archive_enabled=False)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="only list what would be deleted and why; read-only, no LOCK taken")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--dry-run", action="store_true",
+                   help="only list what would be deleted and why (the default without --yes); "
+                        "read-only, no LOCK taken")
+    g.add_argument("--yes", "--confirm", dest="yes", action="store_true",
+                   help="really delete: open the WAL (taking the LOCK) and apply retention")
     _add_dirs(p)
 
     p = add("marks", "list named restore points (read-only)", cmd_marks,
             ["lsnwal marks data/wal", "lsnwal marks data/wal --json"])
     p.add_argument("path", metavar="PATH", help="the WAL directory")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _add_dirs(p)
+
+    p = add("top", "a live view: one line per interval with LSNs, rates, pending and archive "
+            "(read-only; Ctrl-C stops)", cmd_top,
+            ["lsnwal top data/wal", "lsnwal top data/wal --interval 5 --count 12",
+             "lsnwal top data/wal --json --count 1 | jq .records_per_s"])
+    p.add_argument("path", metavar="PATH", help="the WAL directory")
+    p.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
+                   help="seconds between samples (default 1)")
+    p.add_argument("--count", type=_positive_int, metavar="N", help="stop after N samples")
+    p.add_argument("--json", action="store_true", help="one JSON object per sample")
     _add_dirs(p)
 
     p = add("bench", "measure this disk's fsync rate and lsnwal's commit rates on it", cmd_bench,
@@ -243,11 +268,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader went away (``lsnwal dump ... | head``): stop quietly.
+        # The reader went away (``lsnwal dump ... | head``): it has what it wanted, so
+        # stop quietly with success; stdout goes to /dev/null so the exit flush is silent.
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        return 0
     except (CliError, WalError, OSError, ValueError) as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        message = _one_line(exc)
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        if getattr(args, "json", False):  # a script asked for JSON: give it a JSON answer
+            path = getattr(args, "path", None) or getattr(args, "source", None)
+            print(json.dumps({"ok": False, "path": path,
+                              "error": {"type": type(exc).__name__, "message": message}},
+                             indent=2))
         return 1

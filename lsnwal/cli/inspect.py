@@ -12,11 +12,15 @@ Owns what these four commands print, as text and as JSON (modelled on
   the WAL is intact; other failures raise ``CliError`` (one line, exit 1).
 * **Output is stable.** Text is for people; ``--json`` output (one document, or
   one object per line for ``dump``) is for scripts and keeps its keys.
+* **JSON is lossless.** ``dump --json`` carries the whole payload in base64
+  (``payload_b64``, or ``payload_hex``); only an explicit ``--preview`` cuts it,
+  and then says so (``truncated``).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -25,6 +29,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import format as fmt
+from ..errors import WalError
+from ..identity import read_identity
 from ..names import WalPaths
 from ._common import (
     _STATES,
@@ -39,6 +45,9 @@ from ._common import (
     _seg_times,
     _with_records,
 )
+
+#: payload bytes the text form of ``dump`` shows unless ``--preview`` says otherwise
+TEXT_PREVIEW_BYTES = 48
 
 # --------------------------------------------------------------------------- info
 
@@ -90,8 +99,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     versions = sorted({s.header.version for s in segs if s.header is not None})
     marks = _marks(an)
     first_ts = _seg_times(recs[0])[0] if recs else None
+    # The newest *record's* time: an.last_ts also counts segment headers (a restore or an
+    # open creates a new active segment), which would show when the WAL was last opened.
+    last_ts = _seg_times(recs[-1])[1] if recs else None
+    try:
+        ident = read_identity(paths.root)
+        wal_id = ident.wal_id if ident is not None else None
+        id_note = "" if ident is not None else " (no identity file: written by lsnwal 0.1)"
+    except WalError as exc:  # a damaged identity file: say so, still show the rest
+        wal_id, id_note = None, f" ({exc})"
     info: dict[str, Any] = {
         "path": paths.root,
+        "wal_id": wal_id,
         "format_version": fmt.FORMAT_VERSION,
         "segment_format_versions": versions,
         "last_lsn": last,
@@ -102,7 +121,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "oldest_lsn": oldest if recs else None,
         "records": (last - oldest + 1) if recs else 0,
         "first_time": first_ts,
-        "last_time": an.last_ts if recs else None,
+        "last_time": last_ts,
         "writer_pid": holder,
         "segments": per_state,
         "marks": [{"name": n, "lsn": lsn, "timestamp": ts} for n, lsn, ts in marks],
@@ -119,6 +138,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     out = sys.stdout
     print(f"WAL {paths.root}", file=out)
+    print(f"  wal id           {wal_id or '-'}{id_note}", file=out)
     vers = ", ".join(f"v{v}" for v in versions) or "-"
     print(f"  format version   {fmt.FORMAT_VERSION} (segments on disk: {vers})", file=out)
     print(f"  last LSN         {last}", file=out)
@@ -132,7 +152,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  checkpoint LSN   {an.checkpoint_lsn}", file=out)
     if recs:
         print(f"  retained         LSN {oldest}..{last} ({last - oldest + 1} records)", file=out)
-        print(f"  time range       {_fmt_time(first_ts)} .. {_fmt_time(an.last_ts)}", file=out)
+        print(f"  time range       {_fmt_time(first_ts)} .. {_fmt_time(last_ts)}", file=out)
     else:
         print("  retained         no records", file=out)
     print("  segments", file=out)
@@ -170,7 +190,13 @@ def _hexdump(payload: bytes, indent: str = "      ") -> Iterator[str]:
         yield f"{indent}{off:08x}  {chunk.hex(' '):<47}  {text}"
 
 
-def _record_json(rec: fmt.Record, preview: int, hex_payload: bool) -> dict[str, Any]:
+def _record_json(rec: fmt.Record, preview: int | None, hex_payload: bool) -> dict[str, Any]:
+    """One record as JSON, lossless unless ``preview`` cuts the payload.
+
+    The payload is ``payload_b64`` (standard base64) or, with ``--hex``,
+    ``payload_hex``; ``payload_utf8`` is added when the bytes shown are valid
+    UTF-8, for ``jq``. ``truncated`` says whether ``--preview`` cut them.
+    """
     d: dict[str, Any] = {
         "lsn": rec.lsn,
         "kind": rec.kind.name,
@@ -182,11 +208,14 @@ def _record_json(rec: fmt.Record, preview: int, hex_payload: bool) -> dict[str, 
         d["checkpoint_lsn"] = rec.checkpoint_lsn
     elif rec.kind is fmt.RecordKind.MARK:
         d["name"] = rec.name
+    shown = rec.payload if preview is None else rec.payload[:preview]
     if hex_payload:
-        d["payload_hex"] = rec.payload.hex()
+        d["payload_hex"] = shown.hex()
     else:
-        d["payload"] = rec.payload[:preview].decode("utf-8", "backslashreplace")
-        d["truncated"] = len(rec.payload) > preview
+        d["payload_b64"] = base64.b64encode(shown).decode("ascii")
+    with contextlib.suppress(UnicodeDecodeError):
+        d["payload_utf8"] = shown.decode("utf-8")
+    d["truncated"] = len(shown) < len(rec.payload)
     return d
 
 
@@ -241,7 +270,8 @@ def cmd_dump(args: argparse.Namespace) -> int:
             if args.json:
                 out.write(json.dumps(_record_json(rec, args.preview, args.hex)) + "\n")
             else:
-                for line in _record_text(rec, args.preview, args.hex):
+                preview = TEXT_PREVIEW_BYTES if args.preview is None else args.preview
+                for line in _record_text(rec, preview, args.hex):
                     out.write(line + "\n")
             shown += 1
             if args.limit is not None and shown >= args.limit:

@@ -9,10 +9,12 @@ Litestream). Rules kept here:
   way the library does, then print which segments they will read and the LSN
   and time range before reading a record; ``--dry-run`` stops there.
 * **Read-only means read-only.** ``replay``, the source of ``restore`` and
-  every ``--dry-run`` only read and never take the LOCK; ``prune --dry-run``
-  runs on a file system that refuses every write. A restore target must be new
-  or empty and outside the source WAL. Only ``prune`` without ``--dry-run``
-  opens the WAL (taking the LOCK) and deletes archived segments.
+  every ``--dry-run`` only read and never take the LOCK; ``prune``'s plan is
+  computed on a file system that refuses every write. A restore target must be
+  new or empty and outside the source WAL.
+* **Destructive means asked for** (WAL-G's rule): ``prune`` only lists what it
+  would delete unless ``--yes`` is given; the list is exactly what ``--yes``
+  deletes, counting the segments that opening the WAL seals and archives first.
 * **Errors are one line.** A target that cannot be met raises
   ``RecoveryTargetError`` and a bad target directory ``CliError`` (exit 1).
 """
@@ -28,10 +30,11 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TextIO
 
 from .. import format as fmt
+from ..archive import PruneCandidate
 from ..config import WalConfig
 from ..errors import RecoveryTargetError
 from ..fs import OsFileSystem
-from ..names import WalPaths
+from ..names import WalPaths, segment_name
 from ..recovery import Analysis, Seg
 from ._common import (
     CliError,
@@ -129,10 +132,11 @@ def _make_plan(an: Analysis, args: argparse.Namespace) -> Plan:
         found = [(lsn, ts) for name, lsn, ts in _marks(an) if name == args.until_mark]
         if not found:
             raise RecoveryTargetError(f"no mark named {args.until_mark!r} in this WAL")
-        lsn, last_time = min(found)
+        lsn, last_time = min(found)  # a reused name: the first (oldest retained) mark
         stop = lsn if inclusive else lsn - 1
         last_time_exact = inclusive
-        target = f"until mark {args.until_mark!r} (LSN {lsn}, {incl})"
+        dup = f", the first of {len(found)} marks with this name" if len(found) > 1 else ""
+        target = f"until mark {args.until_mark!r} (LSN {lsn}{dup}, {incl})"
     elif args.until_lsn is not None:
         stop = args.until_lsn if inclusive else args.until_lsn - 1
         target = f"until LSN {args.until_lsn} ({incl})"
@@ -306,23 +310,62 @@ class _ReadOnlyFs(OsFileSystem):
     create = open_write = write = truncate = rename = unlink = makedirs = lock = _refuse
 
 
-def _prune_plan(paths: WalPaths, cfg: WalConfig) -> tuple[list[Any], int]:
-    """What retention would delete now, computed read-only by the archiver's own rules."""
+def _as_archived(s: Seg, paths: WalPaths) -> Seg | None:
+    """How a live (pending or active) segment will look in the archive once ``open`` seals it.
+
+    Opening the WAL seals what recovery keeps outside the archive (a seal is added to
+    an unsealed segment) and archives it under its first LSN's name; a segment
+    holding no record is deleted instead (None).
+    """
+    if s.count == 0 and s.end.verdict != fmt.SEALED:
+        return None
+    v = Seg(os.path.join(paths.archive, segment_name(s.first_lsn)), "archive", s.first_lsn)
+    v.header = s.header
+    if s.end.verdict == fmt.SEALED and s.end.seal is not None:
+        v.seal = s.end.seal
+        v.size = os.path.getsize(s.path)
+    else:
+        v.seal = s.rebuilt_seal()
+        v.size = s.data_end + len(fmt.encode_seal(v.seal))
+    v.last_lsn, v.last_ts = s.last_lsn, s.last_ts
+    return v
+
+
+def _prune_plan(
+    paths: WalPaths, cfg: WalConfig
+) -> tuple[list[PruneCandidate], int, set[str]]:
+    """Exactly what ``prune`` would delete now, computed read-only by the archiver's rules.
+
+    ``prune`` opens the WAL first, and opening seals and archives the pending and
+    active segments; the plan counts them as archived, so the dry run lists what
+    the real run deletes (as long as the application writes nothing meanwhile).
+    Returns the plan, the durable checkpoint and the archive names of every
+    segment the open will archive.
+    """
     from ..archive import Archiver
 
     an = _analysis(paths, cfg)
     fs = _ReadOnlyFs()
+    future = [v for v in (_as_archived(s, paths) for s in an.live) if v is not None]
     # The archiver's thread prunes up to its checkpoint on its own; give it 0 so that it
     # never would, and ask plan() with the real, durable checkpoint from disk.
-    archiver = Archiver(fs, fs.sync_backend(), paths, cfg, an.archive, checkpoint_lsn=0)
+    archiver = Archiver(fs, fs.sync_backend(), paths, cfg, [*an.archive, *future],
+                        checkpoint_lsn=0)
     try:
-        return archiver.plan(an.checkpoint_lsn), an.checkpoint_lsn
+        names = {os.path.basename(v.path) for v in future}
+        return archiver.plan(an.checkpoint_lsn), an.checkpoint_lsn, names
     finally:
         archiver.stop()
 
 
+def _print_candidates(plan: list[PruneCandidate], out: TextIO) -> None:
+    for c in plan:
+        print(f"  {os.path.basename(c.path)}  LSN {c.first_lsn}..{c.last_lsn}  "
+              f"{_fmt_bytes(c.size_bytes)}  ({c.reason})", file=out)
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
-    """``lsnwal prune PATH``: apply retention (``--dry-run``: list what would go)."""
+    """``lsnwal prune PATH``: list what retention deletes; delete it only with ``--yes``."""
     from ..wal import AsyncWalWriter
 
     cfg = _retention_config(args)
@@ -331,20 +374,21 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if cfg.archive_enabled and all(v is None for v in limits):
         print("no retention limit given (--max-segments, --max-bytes, --max-age or "
               "--no-archive): nothing would be pruned", file=sys.stderr)
-    plan, checkpoint = _prune_plan(paths, cfg)
+    plan, checkpoint, sealed = _prune_plan(paths, cfg)
     out = sys.stdout
-    if args.dry_run:
-        print(f"dry run: retention would delete {len(plan)} archived segment(s), "
+    if args.dry_run or not args.yes:
+        print(f"dry run: prune would delete {len(plan)} segment(s), "
               f"{_fmt_bytes(sum(c.size_bytes for c in plan))} (checkpoint LSN {checkpoint})",
               file=out)
-        for c in plan:
-            print(f"  {os.path.basename(c.path)}  LSN {c.first_lsn}..{c.last_lsn}  "
-                  f"{_fmt_bytes(c.size_bytes)}  ({c.reason})", file=out)
+        _print_candidates(plan, out)
+        if not args.dry_run:
+            print("nothing deleted: run again with --yes to delete these", file=out)
         return 0
-    reasons = {c.path: c.reason for c in plan}
-    before = {e.path: e.stat().st_size for e in os.scandir(paths.archive) if e.is_file()}
-    # Opening takes the LOCK (WalLockedError while the application runs) and recovers.
-    wal = AsyncWalWriter.open_or_create(paths.root, cfg)
+    planned = {os.path.basename(c.path): c for c in plan}
+    before = {e.name for e in os.scandir(paths.archive) if e.is_file()}
+    # Opening takes the LOCK (WalLockedError while the application runs) and recovers:
+    # it seals and archives the pending and active segments (counted in the plan).
+    wal = AsyncWalWriter.open_or_create(paths.root, cfg, create_if_missing=False)
     try:
         wal.wait_archived()
         wal.prune(dry_run=False)
@@ -352,11 +396,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
         checkpoint = wal.checkpoint_lsn
     finally:
         wal.close()
-    after = {e.path for e in os.scandir(paths.archive) if e.is_file()}
-    gone = sorted(p for p in before if p not in after)
-    print(f"pruned {len(gone)} archived segment(s), {_fmt_bytes(sum(before[p] for p in gone))}"
-          f" (checkpoint LSN {checkpoint})", file=out)
-    for p in gone:
-        why = reasons.get(p, "retention")
-        print(f"  {os.path.basename(p)}  {_fmt_bytes(before[p])}  ({why})", file=out)
+    after = {e.name for e in os.scandir(paths.archive) if e.is_file()}
+    gone = sorted((before | sealed | set(planned)) - after)
+    size = sum(planned[n].size_bytes for n in gone if n in planned)
+    print(f"pruned {len(gone)} segment(s), {_fmt_bytes(size)} (checkpoint LSN {checkpoint})",
+          file=out)
+    for name in gone:
+        c = planned.get(name)
+        print(f"  {name}  " + (f"LSN {c.first_lsn}..{c.last_lsn}  {_fmt_bytes(c.size_bytes)}  "
+                               f"({c.reason})" if c else "(retention)"), file=out)
     return 0
