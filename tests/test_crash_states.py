@@ -96,7 +96,7 @@ CONFIGS: dict[str, lsnwal.WalConfig] = {
     # the default: unbuffered appends (each record reaches the file at once)
     "inplace": lsnwal.WalConfig(segment_max_bytes=4096, archive_max_segments=2),
     # rotation by age: the sync thread seals and renames the active segment itself
-    "age": lsnwal.WalConfig(segment_max_bytes=8192, segment_max_age_s=0.003,
+    "age": lsnwal.WalConfig(segment_max_bytes=1 << 20, segment_max_age_s=0.001,
                             archive_max_segments=4),
     # zstd archive (copy to .tmp, fsync, rename, fsync, unlink pending), pruned by bytes
     "zstd": lsnwal.WalConfig(segment_max_bytes=4096, compression="zstd",
@@ -639,7 +639,8 @@ def test_unsealed_segment_followed_by_a_newer_header_is_a_torn_tail() -> None:
         expected = {wal.append(b"durable-%d" % i): b"durable-%d" % i for i in range(3)}
         acked = wal.sync()  # in place: records 1-3 durable, the file still active.wal
         expected[wal.append(b"never acknowledged")] = b"never acknowledged"
-        handle = wal.sync_async()  # rotation: seal, rename, new active; its fsync is held
+        wal.rotate()  # seal, rename, new active
+        handle = wal.sync_async()  # the rotated segment's fsync is held
         expected[wal.append(b"y" * 200)] = b"y" * 200  # written to the new active.wal
         state = fs.checkpoint_state()
     finally:
