@@ -74,7 +74,7 @@ QUICK_STEPS, QUICK_EVERY, QUICK_STRIDE = 60, 4, 3
 QUICK_VARIANTS_PER_KIND = 3
 DATA, CHECKPOINT, MARK = (int(k) for k in lsnwal.RecordKind)
 #: the long forms run for many minutes; the short ones well under the default
-LONG = pytest.mark.timeout(7200 if STRESS else 1200)
+LONG = pytest.mark.timeout(7200 if STRESS else 600)
 
 #: every failpoint lsnwal defines (fs.py / writer.py / sync.py / wal.py / archive.py)
 FAILPOINTS = [
