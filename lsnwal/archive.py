@@ -38,7 +38,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .config import WalConfig
+from .errors import WalError
 from .fs import FailpointHook, FileSystem, SyncBackend
+from .layout import unlink_loses
 from .names import TMP_SUFFIX, ZSTD_SUFFIX, WalPaths, parse_segment_name, segment_name
 from .recovery import Seg, load_archived, same_records
 from .seekindex import append_index, write_index
@@ -255,6 +257,7 @@ class Archiver:
             else:
                 if fs.exists(dst):
                     self._check_same(seg.path, dst)
+                    _refuse_same_file(seg.path, dst)
                     fs.unlink(seg.path)
                 else:
                     fs.rename(seg.path, dst)
@@ -281,6 +284,7 @@ class Archiver:
         fs = self._fs
         if fs.exists(dst):
             self._check_same(seg.path, dst)
+            _refuse_same_file(seg.path, dst)  # the caller deletes seg.path next
             return fs.size(dst)
         tmp = dst + TMP_SUFFIX
         if fs.exists(tmp):
@@ -462,3 +466,9 @@ def _size(fs: FileSystem, path: str) -> int:
         return fs.size(path)
     except OSError:
         return 0
+
+
+def _refuse_same_file(src: str, dst: str) -> None:
+    """Deleting ``src`` as "the other copy" of ``dst`` must not delete the only copy."""
+    if unlink_loses(src, dst):
+        raise WalError(f"{src} and {dst} are one file: refusing to delete it as a copy")

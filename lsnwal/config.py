@@ -114,7 +114,8 @@ class WalConfig:
     max_pending_segments: int = 64
     #: Backpressure: most rotated-but-unsynced bytes allowed at once.
     max_pending_bytes: int = 1024 * 1024 * 1024
-    #: How long a rotation waits for room before ``BackpressureTimeout``.
+    #: How long a rotation waits for room before ``BackpressureTimeout``
+    #: (``float("inf")``: wait as long as it takes).
     backpressure_timeout_s: float = 30.0
     #: ``None`` (plain archive) or ``"zstd"`` (seekable zstd frames, off the commit path).
     compression: Literal["zstd"] | None = None
@@ -162,8 +163,9 @@ class WalConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value or "\0" in value:
                 raise ValueError(f"{name} must be a non-empty path string, got {value!r}")
-        if _norm(self.pending_dir) == _norm(self.archive_dir):
-            raise ValueError("pending_dir and archive_dir must be different directories")
+        from .layout import check_strings  # layout imports names, which imports this module
+
+        check_strings(self.pending_dir, self.archive_dir)
         if not isinstance(self.archive_enabled, bool):
             raise ValueError("archive_enabled must be a bool")
         for name in ("archive_max_segments", "archive_max_bytes"):
@@ -224,10 +226,6 @@ class WalConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
-def _norm(path: str) -> str:
-    return path.rstrip("/") or "/"
-
-
 def _int_at_least(name: str, value: object, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an int, got {value!r}")
@@ -236,7 +234,12 @@ def _int_at_least(name: str, value: object, low: int) -> None:
 
 
 def _number_positive(name: str, value: object) -> None:
+    """A positive number of seconds; ``inf`` means "no limit", NaN is refused."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number, got {value!r}")
-    if not value > 0:
+    try:
+        seconds = float(value)  # an int too large for a float would overflow every clock sum
+    except OverflowError:
+        raise ValueError(f"{name} is too large; use float('inf') for no limit") from None
+    if not seconds > 0:
         raise ValueError(f"{name} must be positive, got {value}")

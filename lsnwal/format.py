@@ -375,7 +375,8 @@ class RecordScanner:
     Iterating yields ``(offset, lsn, kind, timestamp, length)`` for each good
     record; the payload is ``data[offset + 28 : offset + 28 + length]``. When the
     iteration stops, ``verdict`` is END, SEALED or DAMAGED, ``pos`` is where it
-    stopped, ``reason`` says why for DAMAGED and ``seal`` holds a decoded seal.
+    stopped, ``reason`` says why for DAMAGED and ``seal`` holds a decoded seal
+    (also for DAMAGED "bytes after the seal trailer": a whole segment plus junk).
     ``truncated`` is True when the damage is a record running past the data.
     ``expected_lsn`` (if not None) is the LSN the first record must carry; the
     following ones must count up by one.
@@ -477,9 +478,6 @@ class RecordScanner:
         if magic != TRAILER_MAGIC or offset != self.base + pos:
             self._damage("seal trailer does not match")
             return pos
-        if end + TRAILER_SIZE != n:
-            self._damage("bytes after the seal trailer")
-            return end + TRAILER_SIZE
         try:
             seal = decode_seal_payload(mv[pos + 28 : end])
         except ValueError as exc:
@@ -491,6 +489,12 @@ class RecordScanner:
             self._damage("seal does not describe this segment")
             return pos
         self.seal = seal
+        if end + TRAILER_SIZE != n:
+            # A complete, valid seal followed by junk (zeros a file system appended, a
+            # stray write): the segment itself is whole; ``seal`` is kept so that
+            # recovery can trim the junk instead of sealing the segment a second time.
+            self._damage("bytes after the seal trailer")
+            return end + TRAILER_SIZE
         self.verdict = SEALED
         return pos
 

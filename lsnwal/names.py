@@ -72,11 +72,19 @@ class WalPaths:
 
     @classmethod
     def of(cls, root: str | os.PathLike[str], config: WalConfig | None = None) -> WalPaths:
-        """Resolve ``pending_dir``/``archive_dir`` (relative ones live inside ``root``)."""
+        """Resolve ``pending_dir``/``archive_dir`` (relative ones live inside ``root``).
+
+        Raises ``WalError`` when the resolved directories alias one another (the
+        same place, or one inside another where that is unsafe): see ``layout``.
+        """
+        from .layout import check_resolved  # layout imports this module
+
         cfg = config or WalConfig()
         r = os.path.abspath(os.fspath(root))
-        return cls(
+        paths = cls(
             r,
-            os.path.join(r, cfg.pending_dir),
-            os.path.join(r, cfg.archive_dir),
+            os.path.normpath(os.path.join(r, cfg.pending_dir)),
+            os.path.normpath(os.path.join(r, cfg.archive_dir)),
         )
+        check_resolved(paths.root, paths.pending, paths.archive)
+        return paths

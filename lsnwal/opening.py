@@ -75,7 +75,7 @@ def open_parts(
     for name in fs.listdir(paths.root):  # unused spare files of an earlier run
         if name.startswith(SPARE_PREFIX) and name.endswith(SPARE_SUFFIX):
             fs.unlink(os.path.join(paths.root, name))
-    an = analyze(fs, paths, config)
+    an = analyze(fs, paths, config, check_archive=True)
     apply_cuts(fs, an, backend)
     recovered = _seal_recovered(fs, backend, paths, an)
     synced = an.next_lsn - 1

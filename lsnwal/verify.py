@@ -257,11 +257,11 @@ def analysis(reader: WalReader) -> Analysis:
 
 def _recovery_summary(reader: WalReader, seg: Seg) -> Seg:
     """``seg`` as recovery summarises it (``recovery.scan_live``), or ``seg`` if it moved."""
-    from .recovery import _scan_live
+    from .segscan import scan_live
 
     fresh = Seg(seg.path, seg.state, seg.name_lsn, seg.compressed)
     try:
-        _scan_live(reader.fs, fresh)
+        scan_live(reader.fs, fresh)
     except (OSError, WalCorruptionError):
         return seg
     if fresh.header is None or fresh.header.first_lsn != seg.first_lsn or \

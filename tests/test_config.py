@@ -184,3 +184,90 @@ def test_open_rejects_non_config(tmp_path: Any) -> None:
     with pytest.raises(TypeError):
         lsnwal.open(target, {"segment_max_bytes": 4096})  # type: ignore[arg-type]
     assert not target.exists()
+
+
+# --------------------------------------------------------------------------- odd numbers
+
+#: numeric fields and whether they are seconds (inf allowed: "no limit") or counts/sizes
+NUMERIC = {
+    "segment_max_bytes": "int", "max_record_bytes": "int", "archive_max_segments": "int",
+    "archive_max_bytes": "int", "max_pending_segments": "int", "max_pending_bytes": "int",
+    "compression_level": "int", "write_buffer_bytes": "int",
+    "archive_max_age_s": "seconds", "backpressure_timeout_s": "seconds",
+    "segment_max_age_s": "seconds",
+}
+ODD: list[Any] = [float("inf"), float("-inf"), float("nan"), -1, -0.0, 0, True, False,
+                  10**400, -(10**400), 2**63, "5", b"5", None, 1.5, complex(1, 0)]
+
+
+def test_numeric_fields_cover_every_number_field() -> None:
+    """The odd-number table names every int/float field of WalConfig."""
+    numeric = {f.name for f in dataclasses.fields(WalConfig)
+               if any(t in str(f.type) for t in ("int", "float"))}
+    assert numeric == set(NUMERIC)
+
+
+@pytest.mark.parametrize("field", sorted(NUMERIC))
+@pytest.mark.parametrize("value", ODD, ids=repr)
+def test_odd_numbers_are_refused_or_mean_what_they_say(field: str, value: Any) -> None:
+    """inf, nan, negatives, bools, huge ints, strings and None either raise ValueError at
+    construction (naming the field) or are kept as a value lsnwal can act on."""
+    try:
+        cfg = WalConfig(**{field: value})
+    except ValueError as exc:
+        assert field in str(exc)
+        return
+    kept = getattr(cfg, field)
+    assert kept is value
+    if kept is None:
+        assert field in ("archive_max_segments", "archive_max_bytes", "archive_max_age_s",
+                         "segment_max_age_s")
+    elif NUMERIC[field] == "seconds":
+        assert isinstance(kept, (int, float)) and not isinstance(kept, bool)
+        assert kept > 0 and float(kept) == kept  # positive, finite or +inf, never NaN
+    else:
+        assert type(kept) is int and kept >= -7  # counts, sizes, levels: plain ints
+        if field == "compression_level":
+            assert kept <= 22
+
+
+def test_infinite_backpressure_timeout_waits_for_room(tmp_path: Any) -> None:
+    """backpressure_timeout_s=inf (and handle.wait(inf)) waits until room appears instead of
+    raising OverflowError: a size rotation blocked behind a held fsync completes once let go."""
+    import threading
+
+    release = threading.Event()
+
+    def hold(point: str) -> None:
+        if point == "before_file_fsync" and threading.current_thread().name == "lsnwal-sync":
+            release.wait(30)
+
+    cfg = WalConfig(segment_max_bytes=4096, max_pending_segments=1,
+                    backpressure_timeout_s=float("inf"))
+    wal = lsnwal.open(tmp_path / "wal", cfg, failpoint=hold)
+    big = b"x" * 1500
+    try:
+        while wal.stats().rotations < 1:  # the first full segment: pending is full, fsync held
+            wal.append(big)
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def append_more() -> None:
+            try:
+                for _ in range(6):  # needs another rotation: waits for room, without a limit
+                    wal.append(big)
+                wal.sync_async(timeout=float("inf")).wait(float("inf"))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+            done.set()
+
+        t = threading.Thread(target=append_more)
+        t.start()
+        assert not done.wait(0.3)  # still waiting for room, not failed
+        release.set()
+        t.join(30)
+        assert done.is_set() and errors == []
+        assert wal.synced_lsn == wal.last_lsn
+    finally:
+        release.set()
+        wal.close()

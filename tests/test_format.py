@@ -11,7 +11,6 @@ or an lsnwal error (``HeaderError``/``ValueError``/``WalError``), nothing else.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import struct
 from collections.abc import Callable, Iterator
@@ -38,8 +37,15 @@ H = fmt.HEADER_SIZE
 R = fmt.RECORD_HEADER_SIZE
 MASKS = (0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xFF)
 
-#: what the decoders may raise on bad input; anything else is a bug
-ALLOWED = (fmt.HeaderError, ValueError, WalError)
+#: what the decoders may raise on bad input; anything else is a bug. A plain
+#: ``ValueError`` (the codec's own "malformed" errors) is allowed only as exactly that
+#: type: its subclasses — ``UnicodeDecodeError`` above all — are foreign leaks.
+ALLOWED = (fmt.HeaderError, WalError)
+
+
+def ours(exc: BaseException) -> bool:
+    """True for an error the codec raises on purpose (see ``ALLOWED``)."""
+    return isinstance(exc, ALLOWED) or type(exc) is ValueError
 
 
 # --------------------------------------------------------------------------- helpers
@@ -490,7 +496,7 @@ JUNK = [b"\x00", b"\x00" * 64, b"x", b"garbage after the end", fmt.TRAILER_MAGIC
 @pytest.mark.parametrize("junk", [*JUNK, "copy", "record"])
 def test_trailing_junk_after_a_sealed_segment(name: str, junk: bytes | str) -> None:
     """Any bytes after a seal's trailer make the segment DAMAGED at the end of the trailer, not
-    truncated, with every record intact; read_seal no longer finds the seal."""
+    truncated, with every record intact and the seal decoded; read_seal no longer finds it."""
     fx = FX[name]
     if junk == "copy":
         extra = fx.data[H:]  # a second copy of the records and seal
@@ -506,6 +512,7 @@ def test_trailing_junk_after_a_sealed_segment(name: str, junk: bytes | str) -> N
     check(got, Outcome(fmt.DAMAGED, len(fx.data), False, records_before(fx, len(fx.data))),
           f"{name}+{extra[:8]!r}")
     assert "after the seal trailer" in got.reason
+    assert got.seal == fx.seal  # the segment is whole: recovery trims the junk, never re-seals
     fs: Any = MemFS(data)
     assert segment.read_seal(fs, 0, len(data)) is None
 
@@ -652,8 +659,11 @@ def _full_read(data: bytes) -> list[fmt.Record]:
 
 
 def _only_our_errors(fn: Callable[[], object]) -> None:
-    with contextlib.suppress(*ALLOWED):
+    try:
         fn()
+    except Exception as exc:
+        if not ours(exc):
+            raise
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -719,8 +729,10 @@ def test_mutated_golden_files_never_escape_with_foreign_errors(data: bytes) -> N
     lsnwal errors only; whatever records come back carry valid kinds and consecutive LSNs."""
     try:
         recs = _full_read(data)
-    except ALLOWED:
-        return
+    except Exception as exc:
+        if ours(exc):
+            return
+        raise
     assert all(r.kind in set(fmt.RecordKind) for r in recs)
     if recs:
         assert [r.lsn for r in recs] == list(range(recs[0].lsn, recs[0].lsn + len(recs)))
@@ -813,3 +825,33 @@ def test_batch_encoder_matches_single_record_codec() -> None:
         for i, p in enumerate(payloads):
             fmt.encode_record(one_by_one, first + i, int(fmt.RecordKind.DATA), ts, p)
         assert fmt.encode_data_records(payloads, first, ts) == bytes(one_by_one)
+
+
+@pytest.mark.parametrize("exc", [UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"),
+                                 struct.error("x"), IndexError(), KeyError(), TypeError(),
+                                 OverflowError(), MemoryError()])
+def test_foreign_errors_are_not_ours(exc: BaseException) -> None:
+    """The fuzz filter lets no foreign error through, ValueError subclasses included."""
+    assert not ours(exc)
+    with pytest.raises(type(exc)):
+        _only_our_errors(lambda: (_ for _ in ()).throw(exc))
+    assert ours(ValueError("malformed seal")) and ours(fmt.HeaderError("bad magic"))
+
+
+def test_seal_with_an_undecodable_mark_name_is_refused_as_ours() -> None:
+    """A seal whose mark name is not UTF-8 (CRC made valid) is a malformed seal, never a
+    UnicodeDecodeError, through decode_seal_payload and through the scanner."""
+    seal = fmt.Seal(3, 3, 1.0, 2.0, 0, H + 3 * R, (), (("m", 2, 1.5),))
+    payload = bytearray(fmt.encode_seal_payload(seal))
+    payload[-1] = 0xFF  # the one-byte name "m" becomes invalid UTF-8
+    with pytest.raises(ValueError) as info:
+        fmt.decode_seal_payload(bytes(payload))
+    assert ours(info.value)
+    buf = bytearray(fmt.encode_segment_header(1, 0.0))
+    for lsn in (1, 2, 3):
+        fmt.encode_record(buf, lsn, 1, 1.0, b"")
+    seal_at = len(buf)
+    fmt.encode_record(buf, 3, fmt.SEAL_KIND, 2.0, bytes(payload))
+    buf += fmt.TRAILER.pack(seal_at, fmt.TRAILER_MAGIC)
+    got = scan_segment(bytes(buf))
+    assert got.verdict == fmt.DAMAGED and got.pos == seal_at and got.seal is None

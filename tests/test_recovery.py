@@ -25,6 +25,7 @@ from lsnwal import format as fmt
 from lsnwal.fs import OsFileSystem, OsSyncBackend
 from lsnwal.names import segment_name
 from lsnwal.spares import SPARE_PREFIX, SPARE_SUFFIX
+from lsnwal.watermark import WATERMARK_NAME
 
 SMALL = WalConfig(segment_max_bytes=4096)
 MODES = ("strict", "tolerate_tail", "stop_at_corruption")
@@ -123,6 +124,10 @@ def tail_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with lsnwal.open(root) as wal:
         for p in TAIL_PAYLOADS:
             wal.append(p)
+    # No published watermark (a WAL from before 0.2, or one lost): recovery falls back to
+    # "damage with nothing valid after it is a torn tail" (test_recovery_watermark.py
+    # covers the rule with a watermark).
+    (root / WATERMARK_NAME).unlink()
     return root
 
 
@@ -148,6 +153,7 @@ def multi_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert wal.wait_archived(timeout=10)
     assert len(archived(root)) >= 5
     assert layout((root / "active.wal").read_bytes())[0][0][1] == 121
+    (root / WATERMARK_NAME).unlink()  # the fallback rule, as in tail_template
     return root
 
 
