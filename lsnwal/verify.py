@@ -101,6 +101,9 @@ def verify_reader(reader: WalReader) -> VerifyReport:
         report.add(path, offset, lsn, msg)
 
     _duplicates(reader, report)
+    # Read before the scan: every LSN up to it was durable before we looked, so the scan
+    # must find it (a live writer can only publish more while we read, never less).
+    durable = reader.synced_lsn
     start: int | None = None
     counted = False
     for _ in range(_RESTARTS):
@@ -138,6 +141,10 @@ def verify_reader(reader: WalReader) -> VerifyReport:
         if problem is not None:
             report.add(problem.path or reader.paths.root, 0, problem.lsn, problem.reason)
         break
+    if report.ok and (report.last_lsn or 0) < durable:
+        report.add(os.path.join(reader.paths.root, "WATERMARK"), None, durable,
+                   f"the writer published LSN {durable} as durable but the log ends at LSN "
+                   f"{report.last_lsn or 0}: acknowledged records are missing")
     return report
 
 

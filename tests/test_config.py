@@ -195,6 +195,8 @@ NUMERIC = {
     "compression_level": "int", "write_buffer_bytes": "int",
     "archive_max_age_s": "seconds", "backpressure_timeout_s": "seconds",
     "segment_max_age_s": "seconds",
+    "archive_ship_retry_max_s": "seconds", "archive_ship_close_timeout_s": "seconds",
+    "store_max_segments": "int", "store_max_bytes": "int", "store_max_age_s": "seconds",
 }
 ODD: list[Any] = [float("inf"), float("-inf"), float("nan"), -1, -0.0, 0, True, False,
                   10**400, -(10**400), 2**63, "5", b"5", None, 1.5, complex(1, 0)]
@@ -221,7 +223,8 @@ def test_odd_numbers_are_refused_or_mean_what_they_say(field: str, value: Any) -
     assert kept is value
     if kept is None:
         assert field in ("archive_max_segments", "archive_max_bytes", "archive_max_age_s",
-                         "segment_max_age_s")
+                         "segment_max_age_s", "store_max_segments", "store_max_bytes",
+                         "store_max_age_s")
     elif NUMERIC[field] == "seconds":
         assert isinstance(kept, (int, float)) and not isinstance(kept, bool)
         assert kept > 0 and float(kept) == kept  # positive, finite or +inf, never NaN
