@@ -41,6 +41,8 @@ from .seekindex import seek_entries
 from .segment import Chunk, read_seal
 from .segread import Loc, Report, SegEnd, read_live, read_segment
 
+#: how often a segment that is listed but was not found is looked for again
+_RELOCATE_TRIES = 20
 
 class Chain:
     """The segment chain of one WAL directory as a live reader sees it (module docstring)."""
@@ -296,6 +298,16 @@ class Chain:
                 if new is None and end.damaged:
                     new = self._next_listed(loc.header.first_lsn)  # reported already
                 elif new is None:
+                    # Listed now, though locate() did not find it: the segment moved between
+                    # our looks (active -> pending -> archive). Look again; never report a
+                    # move as pruned or as a gap.
+                    for _ in range(_RELOCATE_TRIES):
+                        if nxt == loc.header.first_lsn or nxt not in self.listing():
+                            break  # (a segment holding no record names itself: a gap)
+                        new = self.locate(nxt)
+                        if new is not None:
+                            break
+                if new is None and not end.damaged:
                     problem = self.missing(nxt, loc.path, loc.header.first_lsn)
                     if problem is not None:
                         if report is None or isinstance(problem, LsnUnavailableError):
