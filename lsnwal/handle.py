@@ -37,14 +37,13 @@ _HAS_CANCELLING = sys.version_info >= (3, 11)
 
 
 class Waiter:
-    """A blocked thread: a lock it sleeps on (held while idle) and a "you lead" flag."""
+    """A blocked thread: the lock it sleeps on (held while idle, released to wake it)."""
 
-    __slots__ = ("lead", "lock")
+    __slots__ = ("lock",)
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.lock.acquire()
-        self.lead = False
 
 
 def thread_waiter() -> Waiter:

@@ -281,7 +281,6 @@ class SegmentSyncManager:
                 if lead:
                     self._leader = True
                 else:
-                    w.lead = False
                     if h._waiters is None:
                         h._waiters = [w]
                     else:
@@ -413,7 +412,6 @@ class SegmentSyncManager:
                 if h._waiters:
                     w: Waiter = h._waiters.pop(0)
                     self._blocked -= 1
-                    w.lead = True
                     w.lock.release()
                     return
         self.cv.notify()
