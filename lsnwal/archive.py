@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import WalConfig
 from .errors import WalError
-from .fs import FailpointHook, FileSystem, SyncBackend
+from .fs import FailpointHook, FileSystem, SyncBackend, sync_dir_at
 from .layout import unlink_loses
 from .names import TMP_SUFFIX, ZSTD_SUFFIX, WalPaths, parse_segment_name, segment_name
 from .recovery import Seg, load_archived, same_records
@@ -339,11 +339,7 @@ class Archiver:
     def _sync_dir(self, path: str) -> None:
         if self._fp is not None:
             self._fp("before_dir_fsync")
-        fd = self._fs.open_dir(path)
-        try:
-            self._backend.sync_dir(fd)
-        finally:
-            self._fs.close(fd)
+        sync_dir_at(self._fs, self._backend, path)
         if self._fp is not None:
             self._fp("after_dir_fsync")
 

@@ -376,3 +376,11 @@ class OsFileSystem:
         """The real fsync backend."""
         return OsSyncBackend()
 
+
+def sync_dir_at(fs: FileSystem, backend: SyncBackend, path: str) -> None:
+    """Open the directory ``path``, make its entries durable through ``backend``, close it."""
+    fd = fs.open_dir(path)
+    try:
+        backend.sync_dir(fd)
+    finally:
+        fs.close(fd)

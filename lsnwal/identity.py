@@ -37,7 +37,7 @@ import uuid
 from dataclasses import dataclass
 
 from .errors import WalError
-from .fs import FileSystem, OsFileSystem, SyncBackend
+from .fs import FileSystem, OsFileSystem, SyncBackend, sync_dir_at
 from .names import ACTIVE_NAME, LOCK_NAME, parse_segment_name
 
 IDENTITY_NAME = "LSNWAL"
@@ -167,7 +167,7 @@ def prepare_wal_dir(
         raise WalError(f"no WAL at {r} (create_if_missing=False)")
     created = fs.makedirs(r)
     if created:
-        _sync_dir(fs, backend, os.path.dirname(r))
+        sync_dir_at(fs, backend, os.path.dirname(r))
     _write_identity(fs, backend, r)
     _remove_stray_tmp(fs, r)  # after ours is in place: a racing creator's rename then fails
     return created
@@ -191,7 +191,7 @@ def _write_identity(fs: FileSystem, backend: SyncBackend, root: str) -> None:
     except FileNotFoundError:  # an opener of the winner's WAL removed our temporary file
         if not fs.exists(final):
             raise
-    _sync_dir(fs, backend, root)
+    sync_dir_at(fs, backend, root)
 
 
 def _remove_stray_tmp(fs: FileSystem, root: str) -> None:
@@ -199,11 +199,3 @@ def _remove_stray_tmp(fs: FileSystem, root: str) -> None:
         if name.startswith(_TMP_PREFIX) and name.endswith(_TMP_SUFFIX):
             with contextlib.suppress(FileNotFoundError):  # another opener was first
                 fs.unlink(os.path.join(root, name))
-
-
-def _sync_dir(fs: FileSystem, backend: SyncBackend, path: str) -> None:
-    fd = fs.open_dir(path)
-    try:
-        backend.sync_dir(fd)
-    finally:
-        fs.close(fd)

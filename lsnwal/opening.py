@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from . import format as fmt
 from .archive import Archiver
 from .config import WalConfig
-from .fs import FailpointHook, FileSystem, SyncBackend
+from .fs import FailpointHook, FileSystem, SyncBackend, sync_dir_at
 from .names import TMP_SUFFIX, WalPaths, segment_name
 from .recovery import Analysis, analyze, apply_cuts
 from .spares import SPARE_PREFIX, SPARE_SUFFIX, SparePool
@@ -68,7 +68,7 @@ def open_parts(
     if created_root or any(made):
         for d in {os.path.dirname(paths.root), paths.root, os.path.dirname(paths.pending),
                   os.path.dirname(paths.archive)}:
-            _sync_dir(fs, backend, d)
+            sync_dir_at(fs, backend, d)
     for name in fs.listdir(paths.archive):  # copies interrupted by a crash
         if name.endswith(TMP_SUFFIX):
             fs.unlink(os.path.join(paths.archive, name))
@@ -154,14 +154,6 @@ def _seal_recovered(
             fs.rename(seg.path, path)
         out.append(SealedSegment(path, -1, seg.first_lsn, seg.last_lsn, size, seg.last_ts))
     return out
-
-
-def _sync_dir(fs: FileSystem, backend: SyncBackend, path: str) -> None:
-    fd = fs.open_dir(path)
-    try:
-        backend.sync_dir(fd)
-    finally:
-        fs.close(fd)
 
 
 def close_fds(fs: FileSystem, fds: list[int]) -> None:

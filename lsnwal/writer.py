@@ -216,19 +216,23 @@ class SegmentWriter:
             if len(self.buf) >= self._flush_at:
                 self.flush()
             return
-        size = self.file_size
-        if size - self.block_offset >= fmt.INDEX_INTERVAL_BYTES:
-            self._close_block(size)
-            self.block_offset = size
-            self.block_first_lsn = lsn
-            self.block_first_ts = ts
-        self._raw_write(rec)
-        self.file_size = size + len(rec)
+        self._write_records(rec, lsn, ts)
         self.room -= len(rec)
         self.next_lsn = lsn + 1
         self.last_ts = ts
         if kind != 1:
             self._note_special(kind, lsn, ts, payload)
+
+    def _write_records(self, data: bytes, first_lsn: int, ts: float) -> None:
+        """Write encoded records (unbuffered), starting an index block first when due."""
+        size = self.file_size
+        if size - self.block_offset >= fmt.INDEX_INTERVAL_BYTES:
+            self._close_block(size)
+            self.block_offset = size
+            self.block_first_lsn = first_lsn
+            self.block_first_ts = ts
+        self._raw_write(data)
+        self.file_size = size + len(data)
 
     def _raw_write(self, data: bytes | bytearray) -> None:
         """One write to the active file; a failure breaks the writer for good."""
@@ -272,14 +276,7 @@ class SegmentWriter:
                     self.next_lsn = lsn
                     self.flush()
                 continue
-            size = self.file_size
-            if size - self.block_offset >= fmt.INDEX_INTERVAL_BYTES:
-                self._close_block(size)
-                self.block_offset = size
-                self.block_first_lsn = lsn
-                self.block_first_ts = ts
-            self._raw_write(data)
-            self.file_size = size + len(data)
+            self._write_records(data, lsn, ts)
             lsn += len(part)
             self.next_lsn = lsn
         self._update_room()
