@@ -216,6 +216,7 @@ class Chain:
         seals_only: bool = False,
         ends: list[SegEnd] | None = None,
         hint: tuple[int, int] | None = None,
+        build: int = fmt.BUILD_TUPLES,
     ) -> Generator[tuple[Loc, Chunk | None], None, None]:
         """Walk the chain from the segment holding ``from_lsn`` (default: the oldest).
 
@@ -227,6 +228,7 @@ class Chain:
         unless ``report`` takes the damage (then the walk goes on where it can).
         ``hint`` is ``(first LSN, file offset of from_lsn or 0)`` of the segment
         holding ``from_lsn`` as an earlier look found it: no listing, no re-read.
+        ``build`` says what a chunk's ``recs`` hold (``format.BUILD_*``).
         """
         loc = self.locate(hint[0]) if hint is not None else None
         if loc is not None and (loc.header.compressed or from_lsn is None):
@@ -259,9 +261,9 @@ class Chain:
                 live_end = False
                 if end is None:
                     got: list[SegEnd] = []
-                    for chunk in read_segment(self.fs, loc, want, got, report, resume):
+                    for chunk in read_segment(self.fs, loc, want, got, report, resume, build):
                         yield loc, chunk
-                        if stop_lsn is not None and chunk[2][-1][1] >= stop_lsn:
+                        if stop_lsn is not None and chunk.last_lsn >= stop_lsn:
                             return
                     end = got[0]
                     while not end.sealed and not end.damaged and loc.state == "active":
@@ -274,9 +276,9 @@ class Chain:
                             live_end = True
                             break
                         got = []
-                        for chunk in read_live(self.fs, loc, got, report, end):
+                        for chunk in read_live(self.fs, loc, got, report, end, build):
                             yield loc, chunk
-                            if stop_lsn is not None and chunk[2][-1][1] >= stop_lsn:
+                            if stop_lsn is not None and chunk.last_lsn >= stop_lsn:
                                 return
                         end = got[0]
                 if ends is not None:

@@ -43,8 +43,9 @@ def compress_segment(
     """Yield the bytes of the compressed form of a sealed plain segment, piece by piece.
 
     ``read(offset, length)`` reads from the plain segment. Every record is
-    re-checked (CRC, LSN sequence) before it is compressed, so damage is never
-    archived silently: ``ValueError`` is raised instead.
+    re-checked (CRC — one per index block when the seal records it —, LSN
+    sequence) before it is compressed, so damage is never archived silently:
+    ``ValueError`` is raised instead.
     """
     yield fmt.encode_segment_header(
         header.first_lsn, header.created, header.checkpoint_lsn, fmt.FLAG_ZSTD
@@ -59,7 +60,8 @@ def compress_segment(
         raw = read(start, raw_len)
         if len(raw) != raw_len:
             raise ValueError(f"segment shorter than its index at offset {start}")
-        scan = fmt.RecordScanner(raw, 0, expected)
+        scan = fmt.RecordScanner(raw, 0, expected, start,
+                                 checked=fmt.blocks_intact(raw, group, start))
         for _ in scan:
             pass
         if scan.verdict != fmt.END:

@@ -182,7 +182,7 @@ class Follower:
             for loc, chunk in walk:
                 if chunk is None:
                     continue
-                base, data, recs = chunk
+                base, data, recs = chunk.base, chunk.data, chunk.recs
                 plain = not loc.header.compressed
                 for rel, lsn, kind, ts, ln in recs:
                     if nxt is not None and lsn < nxt:
@@ -208,7 +208,7 @@ class Follower:
         nxt = self.next_lsn if self.next_lsn is not None else 1
         walk = self.reader.chain.walk(nxt, nxt, hint=self.hint)
         try:
-            return any(chunk is not None and chunk[2][-1][1] >= nxt for _loc, chunk in walk)
+            return any(chunk is not None and chunk.last_lsn >= nxt for _loc, chunk in walk)
         except WalError:
             return False  # the next look reports it
         finally:

@@ -27,6 +27,8 @@ import itertools
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter as _itemgetter
+from typing import Any
 
 import crc32c as _crc32c
 
@@ -47,6 +49,8 @@ HEADER_CRC_SPAN = HEADER_SIZE - 4  # the CRC covers bytes 0..44
 #: crc, length, lsn, timestamp, kind, flags, reserved
 RECORD_HEADER = struct.Struct("<IIQdBBH")
 RECORD_HEADER_TAIL = struct.Struct("<IQdBBH")  # the 24 bytes the CRC covers first
+#: length, lsn, timestamp, kind: what a scan of a checked block reads (no CRC, no spare bytes)
+RECORD_FIELDS = struct.Struct("<4xIQdB")
 RECORD_HEADER_SIZE = RECORD_HEADER.size  # 28
 U32 = struct.Struct("<I")
 
@@ -82,6 +86,7 @@ class RecordKind(enum.IntEnum):
 SEAL_KIND = 0x53  # "S": internal, closes a segment; never yielded to users
 _USER_KINDS = frozenset(int(k) for k in RecordKind)
 _DATA_KIND = int(RecordKind.DATA)
+_tuple_new = tuple.__new__
 # stored payload bounds: a CHECKPOINT carries its 8-byte LSN; a MARK name is 1..255 bytes
 _MIN_LEN = {int(RecordKind.CHECKPOINT): CHECKPOINT_PREFIX.size, int(RecordKind.MARK): 1}
 _MAX_LEN = {int(RecordKind.CHECKPOINT): 2**32 - 1, int(RecordKind.MARK): MAX_MARK_NAME_BYTES}
@@ -90,49 +95,59 @@ _MAX_LEN = {int(RecordKind.CHECKPOINT): 2**32 - 1, int(RecordKind.MARK): MAX_MAR
 # --------------------------------------------------------------------------- records
 
 
-class Record:
-    """One decoded record: ``lsn``, ``kind``, ``timestamp`` (epoch seconds), ``payload``."""
+class Record(tuple):  # type: ignore[type-arg]
+    """One decoded record: ``lsn``, ``kind``, ``timestamp`` (epoch seconds), ``payload``.
 
-    __slots__ = ("checkpoint_lsn", "kind", "lsn", "payload", "timestamp")
+    Immutable and small: a tuple underneath (built by the read path at C speed),
+    read through named attributes; ``checkpoint_lsn`` is set on CHECKPOINT records.
+    Records compare by value with other Records only and are not hashable.
+    """
 
-    def __init__(
-        self,
+    __slots__ = ()
+
+    def __new__(
+        cls,
         lsn: int,
         kind: RecordKind,
         timestamp: float,
         payload: bytes,
         checkpoint_lsn: int | None = None,
-    ) -> None:
-        self.lsn = lsn
-        self.kind = kind
-        self.timestamp = timestamp
-        self.payload = payload
-        #: for a CHECKPOINT record, the LSN the application's state covers
-        self.checkpoint_lsn = checkpoint_lsn
+    ) -> Record:
+        return _tuple_new(cls, (lsn, kind, timestamp, payload, checkpoint_lsn))
+
+    lsn: int = property(_itemgetter(0), doc="The record's LSN.")  # type: ignore[assignment]
+    kind: RecordKind = property(  # type: ignore[assignment]
+        _itemgetter(1), doc="DATA, CHECKPOINT or MARK.")
+    timestamp: float = property(  # type: ignore[assignment]
+        _itemgetter(2), doc="When it was appended (epoch seconds).")
+    payload: bytes = property(  # type: ignore[assignment]
+        _itemgetter(3), doc="The payload as the application gave it.")
+    #: for a CHECKPOINT record, the LSN the application's state covers
+    checkpoint_lsn: int | None = property(  # type: ignore[assignment]
+        _itemgetter(4), doc="For a CHECKPOINT record, the LSN the application's state covers.")
 
     @property
     def name(self) -> str | None:
         """A MARK record's name (None for other kinds)."""
-        if self.kind is RecordKind.MARK:
-            return self.payload.decode("utf-8", "replace")
+        if self[1] is RecordKind.MARK:
+            return self[3].decode("utf-8", "replace")  # type: ignore[no-any-return]
         return None
 
+    def __getnewargs__(self) -> tuple[object, ...]:  # pickling: the fields, in order
+        return tuple(self)
+
     def __repr__(self) -> str:
+        payload = self.payload
         return (
             f"Record(lsn={self.lsn}, kind={self.kind.name}, timestamp={self.timestamp!r}, "
-            f"payload={self.payload[:32]!r}{'...' if len(self.payload) > 32 else ''})"
+            f"payload={payload[:32]!r}{'...' if len(payload) > 32 else ''})"
         )
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Record):
-            return NotImplemented
-        return (self.lsn, self.kind, self.timestamp, self.payload, self.checkpoint_lsn) == (
-            other.lsn,
-            other.kind,
-            other.timestamp,
-            other.payload,
-            other.checkpoint_lsn,
-        )
+        return isinstance(other, Record) and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not (isinstance(other, Record) and tuple.__eq__(self, other))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -324,6 +339,35 @@ def decode_seal_payload(data: bytes | memoryview) -> Seal:
     return Seal(last, count, fts, lts, cp, end, tuple(blocks), tuple(marks))
 
 
+def blocks_tile(blocks: tuple[Block, ...], data_end: int) -> bool:
+    """True when plain ``blocks`` cover ``[HEADER_SIZE, data_end)`` in order, without gaps."""
+    at = HEADER_SIZE
+    for b in blocks:
+        if b.offset != at or b.stored_len != b.raw_len or b.raw_len <= 0:
+            return False
+        at += b.raw_len
+    return at == data_end
+
+
+def blocks_intact(data: bytes | memoryview, blocks: list[Block], base: int) -> bool:
+    """True when every block (file offsets; ``data`` starts at ``base``) has a recorded CRC
+    that matches its bytes: one CRC call per block instead of one per record.
+
+    A block CRC of 0 means "not recorded" (plain segments written by lsnwal 0.1).
+    """
+    mv = memoryview(data)
+    try:
+        for b in blocks:
+            if b.crc == 0:
+                return False
+            rel = b.offset - base
+            if crc32c(mv[rel : rel + b.raw_len]) != b.crc:
+                return False
+        return True
+    finally:
+        mv.release()
+
+
 def encode_seal(seal: Seal) -> bytes:
     """Encode the SEAL record and trailer that close a segment at ``seal.data_end``."""
     buf = bytearray()
@@ -364,6 +408,27 @@ def decode_trailer(data: bytes | memoryview) -> int | None:
 
 # --------------------------------------------------------------------------- scanning
 
+#: what ``RecordScanner.built`` makes of each record
+BUILD_TUPLES = 0  # (offset in data, lsn, kind, timestamp, payload length)
+BUILD_RECORDS = 1  # public Record objects
+BUILD_RAW = 2  # (lsn, payload) of DATA records only
+
+
+def _convert(recs: list[tuple[int, int, int, float, int]], data: bytes | bytearray | memoryview,
+             mode: int) -> list[Any]:
+    """Decoded record tuples as ``mode`` asks (the records' fields, payloads sliced out)."""
+    if mode == BUILD_RAW:
+        return [(lsn, data[(p := rel + 28) : p + ln]) for rel, lsn, kind, _ts, ln in recs
+                if kind == _DATA_KIND]
+    data_kind, new = RecordKind.DATA, _tuple_new
+    return [
+        new(Record, (lsn, data_kind, ts, data[(p := rel + 28) : p + ln], None))
+        if kind == _DATA_KIND
+        else make_record(lsn, kind, ts, bytes(data[rel + 28 : rel + 28 + ln]))
+        for rel, lsn, kind, ts, ln in recs
+    ]
+
+
 END = "end"  # the data ended exactly at a record boundary
 SEALED = "sealed"  # a valid seal and trailer closed the segment
 DAMAGED = "damaged"  # a record could not be decoded at ``pos`` (see ``reason``)
@@ -380,10 +445,17 @@ class RecordScanner:
     ``truncated`` is True when the damage is a record running past the data.
     ``expected_lsn`` (if not None) is the LSN the first record must carry; the
     following ones must count up by one.
+
+    ``checked=True`` says the caller has already checked the bytes as a whole
+    (an index block whose CRC32C in the seal matched): records are then decoded
+    without their own CRCs — every other rule (length, kind, LSN sequence, seal)
+    still holds. Use it only on bytes that one CRC call has covered.
     """
 
     __slots__ = (
         "base",
+        "checked",
+        "count",
         "data",
         "expected_lsn",
         "last_lsn",
@@ -400,8 +472,11 @@ class RecordScanner:
         pos: int,
         expected_lsn: int | None,
         base: int = 0,
+        checked: bool = False,
     ) -> None:
         self.base = base  # file offset of data[0]: seals record absolute offsets
+        self.checked = checked
+        self.count = 0  # records decoded by the last call (every kind)
         self.data = data
         self.pos = pos
         self.expected_lsn = expected_lsn
@@ -416,6 +491,10 @@ class RecordScanner:
 
     def records(self) -> list[tuple[int, int, int, float, int]]:
         """Decode every good record (one tight loop: the hot path of recovery and replay)."""
+        return self.built(BUILD_TUPLES)
+
+    def _scan(self, stop: int) -> list[tuple[int, int, int, float, int]]:
+        """The full loop: every rule and every record CRC, for records starting before ``stop``."""
         data = self.data
         n = len(data)
         pos = self.pos
@@ -430,6 +509,8 @@ class RecordScanner:
                 if pos + 28 > n:
                     if pos != n:
                         self._damage("truncated record header", truncated=True)
+                    break
+                if pos >= stop:
                     break
                 c, ln, lsn, ts, kind, _fl, _res = unpack(data, pos)
                 end = pos + 28 + ln
@@ -461,6 +542,85 @@ class RecordScanner:
             self.last_lsn = out[-1][1]
         self.pos = pos
         self.expected_lsn = expected
+        return out
+
+    def built(self, mode: int, limit: int | None = None) -> list[Any]:
+        """Decode good records as ``mode`` asks: ``BUILD_TUPLES`` (like ``records``),
+        ``BUILD_RECORDS`` (public ``Record`` objects) or ``BUILD_RAW`` (``(lsn, payload)``
+        of DATA records only). ``count`` and ``last_lsn`` cover every record decoded.
+
+        With ``limit`` (an offset in the data) records starting at or after it are
+        left for the next call: ``verdict`` stays END and ``pos`` is below the end.
+        """
+        stop = len(self.data) if limit is None else min(limit, len(self.data))
+        first = self.expected_lsn
+        if self.checked and first is not None:
+            out = self._records_checked(mode, stop)
+            assert self.expected_lsn is not None
+            self.count = self.expected_lsn - first
+            return out
+        recs = self._scan(stop)
+        self.count = len(recs)
+        return recs if mode == BUILD_TUPLES else _convert(recs, self.data, mode)
+
+    def _records_checked(self, mode: int, stop: int) -> list[Any]:
+        """``records`` for bytes a block CRC already covered: the same rules, no record CRC.
+
+        DATA records in sequence take the short path, one loop per build mode (a
+        branch per record would cost more than the loop); any other record (another
+        kind, a wrong LSN, a length past the data) goes through the full loop, one
+        record at a time, which decodes it or says why it cannot. Records starting
+        at or after ``stop`` are left for the next call.
+        """
+        data = self.data
+        n = len(data)
+        unpack = RECORD_FIELDS.unpack_from
+        out: list[Any] = []
+        append = out.append
+        last = min(n - RECORD_HEADER_SIZE, stop - 1)
+        pos = self.pos
+        expected = start_lsn = self.expected_lsn
+        new, rec, kd = _tuple_new, Record, RecordKind.DATA
+        while True:
+            if mode == BUILD_RECORDS:
+                while pos <= last:
+                    ln, lsn, ts, kind = unpack(data, pos)
+                    end = pos + 28 + ln  # 28: RECORD_HEADER_SIZE, inlined (the hot path)
+                    if kind != 1 or lsn != expected or end > n:  # 1: DATA
+                        break
+                    append(new(rec, (lsn, kd, ts, data[pos + 28 : end], None)))
+                    expected = lsn + 1
+                    pos = end
+            elif mode == BUILD_RAW:
+                while pos <= last:
+                    ln, lsn, ts, kind = unpack(data, pos)
+                    end = pos + 28 + ln
+                    if kind != 1 or lsn != expected or end > n:
+                        break
+                    append((lsn, data[pos + 28 : end]))
+                    expected = lsn + 1
+                    pos = end
+            else:
+                while pos <= last:
+                    ln, lsn, ts, kind = unpack(data, pos)
+                    end = pos + 28 + ln
+                    if kind != 1 or lsn != expected or end > n:
+                        break
+                    append((pos, lsn, kind, ts, ln))
+                    expected = lsn + 1
+                    pos = end
+            self.pos, self.expected_lsn = pos, expected
+            if pos >= stop:
+                break
+            one = self._scan(pos + 1)  # exactly the record at ``pos``, fully checked
+            if one:
+                out += one if mode == BUILD_TUPLES else _convert(one, data, mode)
+            if self.verdict != END or self.pos == pos:
+                break
+            pos, expected = self.pos, self.expected_lsn
+        if self.expected_lsn != start_lsn:  # some record decoded: the last one's LSN
+            assert self.expected_lsn is not None
+            self.last_lsn = self.expected_lsn - 1
         return out
 
     def _damage(self, reason: str, truncated: bool = False) -> None:

@@ -31,6 +31,7 @@ from .config import WalConfig
 from .fs import FailpointHook, FileSystem, SyncBackend, sync_dir_at
 from .names import TMP_SUFFIX, WalPaths, segment_name
 from .recovery import Analysis, analyze, apply_cuts
+from .segment import seal_with_crcs
 from .spares import SPARE_PREFIX, SPARE_SUFFIX, SparePool
 from .store.connect import ShipTarget
 from .sync import SegmentSyncManager
@@ -138,12 +139,19 @@ def _seal_recovered(
         if seg.count == 0 and seg.end.verdict != fmt.SEALED:
             fs.unlink(seg.path)  # header-only: nothing to keep, LSNs continue anyway
             continue
+        seal = None
+        if seg.end.verdict != fmt.SEALED:  # block CRCs from the records recovery kept
+            rfd = fs.open_read(seg.path)
+            try:
+                seal = seal_with_crcs(fs, rfd, seg.rebuilt_seal())
+            finally:
+                fs.close(rfd)
         fd = fs.open_write(seg.path)
         try:
-            if seg.end.verdict != fmt.SEALED:
+            if seal is not None:
                 if fs.fsize(fd) != seg.data_end:
                     fs.truncate(fd, seg.data_end)
-                fs.write(fd, fmt.encode_seal(seg.rebuilt_seal()))
+                fs.write(fd, fmt.encode_seal(seal))
             backend.sync_file(fd)
             size = fs.fsize(fd)
         finally:

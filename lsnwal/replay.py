@@ -82,8 +82,8 @@ def marks(chain: Chain) -> list[tuple[str, int, float]]:
     ends: list[SegEnd] = []
     for _loc, chunk in chain.walk(seals_only=True, ends=ends):
         if chunk is not None:
-            _base, data, recs = chunk
-            for rel, lsn, kind, ts, ln in recs:
+            data = chunk.data
+            for rel, lsn, kind, ts, ln in chunk.recs:
                 if kind == _MARK:
                     p = rel + _H
                     out.append((bytes(data[p : p + ln]).decode("utf-8", "replace"), lsn, ts))
@@ -134,10 +134,26 @@ def records(
     quiet: bool,
     hint: tuple[int, int] | None = None,
 ) -> Iterator[fmt.Record]:
-    """The records from ``start`` to ``stop`` (and the time target), built a chunk at a time."""
-    record = fmt.Record
-    data_kind = fmt.RecordKind.DATA
-    make = fmt.make_record
+    """The records from ``start`` to ``stop`` (and the time target), built a chunk at a time.
+
+    The records of a chunk are built by the decoder itself (``format.BUILD_RECORDS``)
+    and handed out through ``itertools.chain``: no Python frame runs per record here.
+    """
+    return itertools.chain.from_iterable(
+        _batches(chain, start, stop, t_target, inclusive, kinds, quiet, hint))
+
+
+def _batches(
+    chain: Chain,
+    start: int | None,
+    stop: int | None,
+    t_target: float | None,
+    inclusive: bool,
+    kinds: frozenset[fmt.RecordKind] | None,
+    quiet: bool,
+    hint: tuple[int, int] | None,
+) -> Iterator[list[fmt.Record]]:
+    """``records`` as one list per decoded chunk (the checks before and after included)."""
     lo = start if start is not None else 0
     hi = stop if stop is not None else 1 << 63
     ends: list[SegEnd] = []
@@ -145,33 +161,26 @@ def records(
     held: fmt.Record | None = None  # exclusive time target: yield a record once the next fits
     try:
         for _loc, chunk in chain.walk(start, stop, None if not quiet else _stop, ends=ends,
-                                      hint=hint):
+                                      hint=hint, build=fmt.BUILD_RECORDS):
             if chunk is None:
                 continue
-            _base, data, recs = chunk
-            if recs[0][1] < lo or recs[-1][1] > hi:
-                recs = [r for r in recs if lo <= r[1] <= hi]
-                if not recs:
+            batch: list[fmt.Record] = chunk.recs
+            if batch[0].lsn < lo or batch[-1].lsn > hi:
+                batch = [r for r in batch if lo <= r.lsn <= hi]
+                if not batch:
                     continue
-            batch = [
-                record(lsn, data_kind, ts, data[(p := rel + 28) : p + ln])  # 28: _H, inlined
-                if kind == _DATA
-                else make(lsn, kind, ts, bytes(data[rel + _H : rel + _H + ln]))
-                for rel, lsn, kind, ts, ln in recs
-            ]
             if t_target is None:
-                if kinds is None:
-                    yield from batch
-                else:
-                    yield from (r for r in batch if r.kind in kinds)
+                yield batch if kinds is None else [r for r in batch if r.kind in kinds]
                 seen_any = True
                 continue
+            out: list[fmt.Record] = []
             for rec in batch:
                 if rec.timestamp > t_target:
                     if not seen_any:
                         raise RecoveryTargetError(
                             f"target time {t_target} is before the first record "
                             f"(LSN {rec.lsn} at {rec.timestamp})")
+                    yield out
                     return  # the held record (if any) was the target: left out
                 seen_any = True
                 if not inclusive:
@@ -179,7 +188,8 @@ def records(
                     if rec is None:
                         continue
                 if kinds is None or rec.kind in kinds:
-                    yield rec
+                    out.append(rec)
+            yield out
     except _Stop:
         return
     if t_target is not None and not seen_any:
@@ -194,17 +204,21 @@ def iter_raw(
     chain: Chain, start: int | None, stop: int | None, hint: tuple[int, int] | None = None
 ) -> Iterator[tuple[int, bytes]]:
     """``(lsn, payload)`` of every DATA record from ``start`` to ``stop``: no Record built."""
+    return itertools.chain.from_iterable(_raw_batches(chain, start, stop, hint))
+
+
+def _raw_batches(
+    chain: Chain, start: int | None, stop: int | None, hint: tuple[int, int] | None
+) -> Iterator[list[tuple[int, bytes]]]:
     lo = start if start is not None else 0
     hi = stop if stop is not None else 1 << 63
-    for _loc, chunk in chain.walk(start, stop, hint=hint):
-        if chunk is None:
+    for _loc, chunk in chain.walk(start, stop, hint=hint, build=fmt.BUILD_RAW):
+        if chunk is None or not chunk.recs:
             continue
-        _base, data, recs = chunk
-        yield from [
-            (lsn, data[(p := rel + 28) : p + ln])  # 28: _H, inlined (the hot path)
-            for rel, lsn, kind, _ts, ln in recs
-            if kind == _DATA and lo <= lsn <= hi
-        ]
+        batch: list[tuple[int, bytes]] = chunk.recs
+        if batch[0][0] < lo or batch[-1][0] > hi:
+            batch = [r for r in batch if lo <= r[0] <= hi]
+        yield batch
 
 
 def replay(

@@ -8,14 +8,19 @@ scan stopped (file offset, verdict, reason).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from . import format as fmt
 from .compress import decompress_block
 from .fs import FileSystem
 
 CHUNK_BYTES = 1024 * 1024
+#: bytes of records per decoded batch (Chunk): a batch of built records is gone before
+#: Python's cyclic GC has counted 700 new objects, so its collections stay young and cheap
+BATCH_BYTES = 32 * 1024
 
 # (file offset, lsn, kind, timestamp, buffer, payload start in buffer, payload length)
 RawRecord = tuple[int, int, int, float, bytes, int, int]
@@ -49,8 +54,39 @@ class ScanEnd:
     last_lsn: int | None = None
 
 
-# (chunk's file offset, chunk bytes, records as (offset in chunk, lsn, kind, ts, length))
-Chunk = tuple[int, bytes, list[tuple[int, int, int, float, int]]]
+class Chunk:
+    """The records decoded from one read: ``recs`` in the build mode asked for.
+
+    ``base`` is the file offset of ``data`` (a plain segment) or of the frame (a
+    compressed one); ``recs`` holds, per ``format.BUILD_*``, ``(offset in data,
+    lsn, kind, timestamp, payload length)`` tuples, ``Record`` objects or ``(lsn,
+    payload)`` pairs of DATA records; ``count`` and ``last_lsn`` cover every record
+    decoded (never 0: a read that decodes nothing yields no chunk).
+    """
+
+    __slots__ = ("base", "count", "data", "last_lsn", "recs")
+
+    def __init__(self, base: int, data: bytes, recs: list[Any], count: int,
+                 last_lsn: int) -> None:
+        self.base = base
+        self.data = data
+        self.recs = recs
+        self.count = count
+        self.last_lsn = last_lsn
+
+
+def _decode(scan: fmt.RecordScanner, base: int, data: bytes, build: int,
+            end: ScanEnd) -> Iterator[Chunk]:
+    """Every record ``scan`` decodes from ``data``, ``BATCH_BYTES`` of records a chunk."""
+    n = len(data)
+    while True:
+        recs = scan.built(build, scan.pos + BATCH_BYTES)
+        if scan.count:
+            assert scan.last_lsn is not None
+            end.last_lsn = scan.last_lsn
+            yield Chunk(base, data, recs, scan.count, scan.last_lsn)
+        if scan.verdict != fmt.END or scan.pos >= n:
+            return
 
 
 def plain_chunks(
@@ -60,6 +96,7 @@ def plain_chunks(
     expected_lsn: int | None,
     end: ScanEnd,
     start: int = fmt.HEADER_SIZE,
+    build: int = fmt.BUILD_TUPLES,
 ) -> Iterator[Chunk]:
     """Decode a plain segment from ``start`` about 1 MiB at a time; fill ``end`` when done.
 
@@ -76,10 +113,7 @@ def plain_chunks(
         base = file_off - len(carry)
         file_off += len(data) - len(carry)
         scan = fmt.RecordScanner(data, 0, expected_lsn, base)
-        recs = scan.records()
-        if recs:
-            end.last_lsn = recs[-1][1]
-            yield base, data, recs
+        yield from _decode(scan, base, data, build, end)
         expected_lsn = scan.expected_lsn
         # A chunk that ends at a record boundary (END), inside a record (truncated) or
         # right after a seal trailer (SEALED) says nothing about the bytes not yet read.
@@ -109,9 +143,77 @@ def scan_plain(
 ) -> Iterator[RawRecord]:
     """Yield every record of a plain segment from ``start``; fill ``end`` when done."""
     h = fmt.RECORD_HEADER_SIZE
-    for base, data, recs in plain_chunks(fs, fd, size, expected_lsn, end, start):
-        for rel, lsn, kind, ts, ln in recs:
+    for c in plain_chunks(fs, fd, size, expected_lsn, end, start):
+        data, base = c.data, c.base
+        for rel, lsn, kind, ts, ln in c.recs:
             yield base + rel, lsn, kind, ts, data, rel + h, ln
+
+
+def sealed_chunks(
+    fs: FileSystem,
+    fd: int,
+    size: int,
+    seal: fmt.Seal,
+    expected_lsn: int,
+    end: ScanEnd,
+    start: int = fmt.HEADER_SIZE,
+    build: int = fmt.BUILD_TUPLES,
+) -> Iterator[Chunk]:
+    """Decode a sealed plain segment (a valid ``seal``) from ``start``, a few blocks a read.
+
+    A run of index blocks whose CRCs the seal records and which match (one CRC
+    call per block) is decoded without the records' own CRCs; any other run —
+    a block written before block CRCs, or one that does not match — is decoded
+    record by record, and the records' CRCs decide. Fills ``end`` like
+    ``plain_chunks``; a seal whose block index does not tile the records falls
+    back to ``plain_chunks``.
+    """
+    blocks = seal.blocks
+    if not fmt.blocks_tile(blocks, seal.data_end):
+        yield from plain_chunks(fs, fd, size, expected_lsn, end, start, build)
+        return
+    i = 0
+    while i + 1 < len(blocks) and blocks[i + 1].offset <= start:
+        i += 1
+    while i < len(blocks):
+        group = [blocks[i]]
+        nbytes = blocks[i].raw_len
+        i += 1
+        while i < len(blocks) and nbytes < CHUNK_BYTES:
+            group.append(blocks[i])
+            nbytes += blocks[i].raw_len
+            i += 1
+        base = group[0].offset
+        data = fs.pread(fd, nbytes, base)
+        if len(data) != nbytes:
+            end.verdict, end.offset = fmt.DAMAGED, base + len(data)
+            end.reason, end.truncated = "segment shorter than its index", True
+            return
+        scan = fmt.RecordScanner(data, max(start - base, 0), expected_lsn, base,
+                                 checked=fmt.blocks_intact(data, group, base))
+        yield from _decode(scan, base, data, build, end)
+        if scan.verdict != fmt.END or scan.pos != nbytes:
+            end.verdict, end.offset, end.reason = fmt.DAMAGED, base + scan.pos, scan.reason
+            end.truncated = scan.truncated
+            if scan.verdict == fmt.END:  # a block ends inside a record: the index lies
+                end.reason = "index block ends inside a record"
+            return
+        assert scan.expected_lsn is not None
+        expected_lsn = scan.expected_lsn
+    if expected_lsn != seal.last_lsn + 1:
+        end.verdict, end.offset = fmt.DAMAGED, seal.data_end
+        end.reason = f"records end at LSN {expected_lsn - 1}, the seal says {seal.last_lsn}"
+        return
+    end.verdict, end.offset, end.seal = fmt.SEALED, seal.data_end, seal
+
+
+def seal_with_crcs(fs: FileSystem, fd: int, seal: fmt.Seal) -> fmt.Seal:
+    """``seal`` with each plain block's CRC32C computed from the file (recovery's seals)."""
+    blocks = tuple(
+        dataclasses.replace(b, crc=fmt.crc32c(fs.pread(fd, b.raw_len, b.offset)))
+        for b in seal.blocks
+    )
+    return dataclasses.replace(seal, blocks=blocks)
 
 
 def compressed_chunks(
@@ -121,10 +223,14 @@ def compressed_chunks(
     expected_lsn: int | None,
     end: ScanEnd,
     from_lsn: int | None = None,
+    build: int = fmt.BUILD_TUPLES,
 ) -> Iterator[Chunk]:
     """Decode a compressed segment frame by frame, skipping frames before ``from_lsn``.
 
-    Each chunk is ``(frame offset in the file, decompressed frame, records)``.
+    A chunk's ``base`` is the frame's offset in the file, its ``data`` the
+    decompressed frame. A frame whose CRC matched holds records that were checked
+    one by one before they were compressed: they are decoded without their own
+    CRCs (``compress.compress_segment``).
     """
     blocks = seal.blocks
     first = 0
@@ -145,11 +251,8 @@ def compressed_chunks(
             end.verdict, end.offset = fmt.DAMAGED, b.offset
             end.reason = f"frame starts at LSN {b.first_lsn} where {expected_lsn} was expected"
             return
-        scan = fmt.RecordScanner(raw, 0, expected_lsn)
-        recs = scan.records()
-        if recs:
-            end.last_lsn = recs[-1][1]
-            yield b.offset, raw, recs
+        scan = fmt.RecordScanner(raw, 0, expected_lsn, checked=True)
+        yield from _decode(scan, b.offset, raw, build, end)
         if scan.verdict != fmt.END:
             end.verdict, end.offset = fmt.DAMAGED, b.offset
             end.reason = f"inside frame at raw offset {scan.pos}: {scan.reason}"
@@ -171,8 +274,9 @@ def scan_compressed(
 ) -> Iterator[RawRecord]:
     """Yield the records of a compressed segment, decompressing only frames needed."""
     h = fmt.RECORD_HEADER_SIZE
-    for off, raw, recs in compressed_chunks(fs, fd, seal, expected_lsn, end, from_lsn):
-        for rel, lsn, kind, ts, ln in recs:
+    for c in compressed_chunks(fs, fd, seal, expected_lsn, end, from_lsn):
+        off, raw = c.base, c.data
+        for rel, lsn, kind, ts, ln in c.recs:
             yield off, lsn, kind, ts, raw, rel + h, ln
 
 

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from . import format as fmt
 from .errors import WalCorruptionError
 from .fs import FileSystem
-from .segment import Chunk, ScanEnd, compressed_chunks, plain_chunks, read_seal, seek_offset
+from .segment import (
+    Chunk,
+    ScanEnd,
+    compressed_chunks,
+    plain_chunks,
+    read_seal,
+    sealed_chunks,
+    seek_offset,
+)
 
 #: re-reads of damage in a live segment before it is reported (a write may be in flight)
 DAMAGE_REREADS = 4
@@ -67,6 +75,7 @@ def read_segment(
     out: list[SegEnd],
     report: Report | None = None,
     resume: SegEnd | None = None,
+    build: int = fmt.BUILD_TUPLES,
 ) -> Iterator[Chunk]:
     """Decoded chunks of ``loc`` (records from about ``from_lsn``); its end goes to ``out``.
 
@@ -88,7 +97,7 @@ def read_segment(
             return
         end = ScanEnd()
         if h.compressed:
-            chunks = compressed_chunks(fs, loc.fd, seal, expected, end, from_lsn)
+            chunks = compressed_chunks(fs, loc.fd, seal, expected, end, from_lsn, build)
         else:
             start, start_lsn = fmt.HEADER_SIZE, expected
             if resume is not None:
@@ -97,10 +106,10 @@ def read_segment(
                 off, lsn = seek_offset(seal, from_lsn)
                 if lsn > 0:
                     start, start_lsn = off, lsn
-            chunks = plain_chunks(fs, loc.fd, size, start_lsn, end, start)
+            chunks = sealed_chunks(fs, loc.fd, size, seal, start_lsn, end, start, build)
         count = 0
         for chunk in chunks:
-            count += len(chunk[2])
+            count += chunk.count
             yield chunk
         if end.verdict != fmt.SEALED:
             _damage(report, end.reason or "archived segment ends without its seal",
@@ -109,23 +118,37 @@ def read_segment(
         out.append(SegEnd(seal.last_lsn, True, seal, count, size,
                           damaged=end.verdict != fmt.SEALED))
         return
-    yield from read_live(fs, loc, out, report, resume)
+    yield from read_live(fs, loc, out, report, resume, build)
 
 def read_live(
     fs: FileSystem, loc: Loc, out: list[SegEnd], report: Report | None,
-    resume: SegEnd | None,
+    resume: SegEnd | None, build: int = fmt.BUILD_TUPLES,
 ) -> Iterator[Chunk]:
     """Decoded chunks of a pending/active segment up to what is there now (see module)."""
     fd = loc.fd
     expected = loc.header.first_lsn if resume is None else resume.last_lsn + 1
     off = fmt.HEADER_SIZE if resume is None else resume.offset
     count = 0 if resume is None else resume.count
+    if loc.state == "pending":  # rotated: sealed before its rename, unless a crash cut it
+        size = fs.fsize(fd)
+        seal = read_seal(fs, fd, size)
+        if seal is not None and seal.last_lsn >= expected - 1:
+            end = ScanEnd()
+            for chunk in sealed_chunks(fs, fd, size, seal, expected, end, off, build):
+                count += chunk.count
+                yield chunk
+            if end.verdict == fmt.SEALED:
+                out.append(SegEnd(seal.last_lsn, True, seal, count, end.offset))
+                return
+            # damage: read it again the live way below (which reports it with its rules)
+            expected = end.last_lsn + 1 if end.last_lsn is not None else expected
+            off = end.offset if end.last_lsn is not None else off
     rereads = 0
     while True:
         size = fs.fsize(fd)
         end = ScanEnd()
-        for chunk in plain_chunks(fs, fd, size, expected, end, off):
-            count += len(chunk[2])
+        for chunk in plain_chunks(fs, fd, size, expected, end, off, build):
+            count += chunk.count
             yield chunk
         if end.last_lsn is not None:
             expected = end.last_lsn + 1

@@ -212,7 +212,8 @@ def scan_live(fs: FileSystem, seg: Seg) -> None:
         interval = fmt.INDEX_INTERVAL_BYTES
         count = 0
         hsize = fmt.RECORD_HEADER_SIZE
-        for base, data, recs in plain_chunks(fs, fd, seg.size, h.first_lsn, end):
+        for chunk in plain_chunks(fs, fd, seg.size, h.first_lsn, end):
+            base, data, recs = chunk.base, chunk.data, chunk.recs
             # Summaries per ~1 MiB chunk, not per record: this loop is open()'s hot path.
             if count == 0:
                 seg.first_ts = recs[0][3]

@@ -118,11 +118,10 @@ def verify_reader(reader: WalReader) -> VerifyReport:
                 if not counted:  # segments holding records, as collect_all_segments shows
                     report.segments += 1
                     counted = True
-                recs = chunk[2]
-                report.records += len(recs)
+                report.records += chunk.count
                 if report.first_lsn is None:
-                    report.first_lsn = recs[0][1]
-                report.last_lsn = recs[-1][1]
+                    report.first_lsn = chunk.last_lsn - chunk.count + 1
+                report.last_lsn = chunk.last_lsn
         except LsnUnavailableError:
             # Retention removed segments ahead of us: they were the oldest; go on
             # from what is retained now (what we already counted stays counted).
@@ -221,7 +220,7 @@ def analysis(reader: WalReader) -> Analysis:
             segs.append(cur)
             continue
         assert cur is not None
-        _base, data, recs = chunk
+        data, recs = chunk.data, chunk.recs
         if cur.count == 0:
             cur.first_ts = recs[0][3]
         cur.count += len(recs)

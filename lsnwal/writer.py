@@ -149,6 +149,7 @@ class SegmentWriter:
         self.block_offset = fmt.HEADER_SIZE
         self.block_first_lsn = self.next_lsn
         self.block_first_ts = self.last_ts
+        self.block_crc = 0  # CRC32C of the current block's bytes so far (the seal keeps it)
         self.buf_first_lsn = self.next_lsn
         self.flushed_ts = self.last_ts
         self.marks: list[tuple[str, int, float]] = []
@@ -231,7 +232,9 @@ class SegmentWriter:
             self.block_offset = size
             self.block_first_lsn = first_lsn
             self.block_first_ts = ts
+            self.block_crc = 0
         self._raw_write(data)
+        self.block_crc = _CRC(data, self.block_crc)
         self.file_size = size + len(data)
 
     def _raw_write(self, data: bytes | bytearray) -> None:
@@ -304,7 +307,9 @@ class SegmentWriter:
             self.block_offset = self.file_size
             self.block_first_lsn = self.buf_first_lsn
             self.block_first_ts = self.flushed_ts
+            self.block_crc = 0
         self._raw_write(buf)
+        self.block_crc = _CRC(buf, self.block_crc)
         self.file_size += len(buf)
         self._update_room()
         self.buf = bytearray()
@@ -316,7 +321,7 @@ class SegmentWriter:
         if length > 0:
             self.blocks.append(
                 fmt.Block(self.block_first_lsn, self.block_first_ts, self.block_offset, length,
-                          length, 0)
+                          length, self.block_crc)
             )
             self.seal_reserve += fmt.SEAL_BLOCK.size
             self._update_room()
