@@ -51,6 +51,7 @@ RECORD_HEADER = struct.Struct("<IIQdBBH")
 RECORD_HEADER_TAIL = struct.Struct("<IQdBBH")  # the 24 bytes the CRC covers first
 #: length, lsn, timestamp, kind: what a scan of a checked block reads (no CRC, no spare bytes)
 RECORD_FIELDS = struct.Struct("<4xIQdB")
+RECORD_FIELDS_RAW = struct.Struct("<4xIQ8xB")  # length, lsn, kind
 RECORD_HEADER_SIZE = RECORD_HEADER.size  # 28
 U32 = struct.Struct("<I")
 
@@ -570,45 +571,53 @@ class RecordScanner:
         branch per record would cost more than the loop); any other record (another
         kind, a wrong LSN, a length past the data) goes through the full loop, one
         record at a time, which decodes it or says why it cannot. Records starting
-        at or after ``stop`` are left for the next call.
+        at or after ``stop`` are left for the next call. Only the last record taken
+        can run past the data (each starts where the one before ended): that is
+        checked once, after the loop.
         """
         data = self.data
         n = len(data)
-        unpack = RECORD_FIELDS.unpack_from
+        unpack, unpack_raw = RECORD_FIELDS.unpack_from, RECORD_FIELDS_RAW.unpack_from
         out: list[Any] = []
         append = out.append
         last = min(n - RECORD_HEADER_SIZE, stop - 1)
+        ln = 0
         pos = self.pos
-        expected = start_lsn = self.expected_lsn
+        assert self.expected_lsn is not None  # (built() checks)
+        expected: int = self.expected_lsn
+        start_lsn = expected
         new, rec, kd = _tuple_new, Record, RecordKind.DATA
         while True:
             if mode == BUILD_RECORDS:
                 while pos <= last:
                     ln, lsn, ts, kind = unpack(data, pos)
-                    end = pos + 28 + ln  # 28: RECORD_HEADER_SIZE, inlined (the hot path)
-                    if kind != 1 or lsn != expected or end > n:  # 1: DATA
+                    if kind != 1 or lsn != expected:  # 1: DATA
                         break
-                    append(new(rec, (lsn, kd, ts, data[pos + 28 : end], None)))
-                    expected = lsn + 1
-                    pos = end
+                    p = pos + 28  # 28: RECORD_HEADER_SIZE, inlined (the hot path)
+                    pos = p + ln
+                    append(new(rec, (lsn, kd, ts, data[p:pos], None)))
+                    expected += 1
             elif mode == BUILD_RAW:
                 while pos <= last:
-                    ln, lsn, ts, kind = unpack(data, pos)
-                    end = pos + 28 + ln
-                    if kind != 1 or lsn != expected or end > n:
+                    ln, lsn, kind = unpack_raw(data, pos)
+                    if kind != 1 or lsn != expected:
                         break
-                    append((lsn, data[pos + 28 : end]))
-                    expected = lsn + 1
-                    pos = end
+                    p = pos + 28
+                    pos = p + ln
+                    append((lsn, data[p:pos]))
+                    expected += 1
             else:
                 while pos <= last:
                     ln, lsn, ts, kind = unpack(data, pos)
-                    end = pos + 28 + ln
-                    if kind != 1 or lsn != expected or end > n:
+                    if kind != 1 or lsn != expected:
                         break
                     append((pos, lsn, kind, ts, ln))
-                    expected = lsn + 1
-                    pos = end
+                    pos += 28 + ln
+                    expected += 1
+            if pos > n:  # the last record runs past the data: take it back, let _scan say so
+                pos -= 28 + ln
+                expected -= 1
+                del out[-1]
             self.pos, self.expected_lsn = pos, expected
             if pos >= stop:
                 break
@@ -617,7 +626,9 @@ class RecordScanner:
                 out += one if mode == BUILD_TUPLES else _convert(one, data, mode)
             if self.verdict != END or self.pos == pos:
                 break
-            pos, expected = self.pos, self.expected_lsn
+            pos = self.pos
+            assert self.expected_lsn is not None
+            expected = self.expected_lsn
         if self.expected_lsn != start_lsn:  # some record decoded: the last one's LSN
             assert self.expected_lsn is not None
             self.last_lsn = self.expected_lsn - 1
