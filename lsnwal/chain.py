@@ -21,7 +21,9 @@ kept here (invariant 13: a reader never invents damage):
 * **Missing is classified, never guessed.** A segment that cannot be found is the
   end of the log when nothing later exists; *pruned* (``LsnUnavailableError``)
   when the segment before it is gone too (retention only cuts the oldest end);
-  otherwise a gap (``WalCorruptionError`` naming both neighbouring files).
+  otherwise a gap (``WalCorruptionError`` naming both neighbouring files). Pruned
+  and gap are reported only when several looks over ~30 ms agree: a listing that
+  races a move may show a segment under neither name for an instant.
 * **Every loop makes progress or raises.** An archived segment must be sealed, and
   a segment that yields no record where records are expected is a gap.
 * The published ``WATERMARK`` bounds ``durable_only`` reads: a reader never yields
@@ -31,6 +33,7 @@ kept here (invariant 13: a reader never invents damage):
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Generator
 
 from . import format as fmt
@@ -43,6 +46,9 @@ from .segread import Loc, Report, SegEnd, read_live, read_segment
 
 #: how often a segment that is listed but was not found is looked for again
 _RELOCATE_TRIES = 20
+#: looks (with growing sleeps: about 30 ms in all) before a missing segment is reported
+_SETTLE_LOOKS = 5
+_SETTLE_S = 0.002
 
 class Chain:
     """The segment chain of one WAL directory as a live reader sees it (module docstring)."""
@@ -311,6 +317,18 @@ class Chain:
                             break
                 if new is None and not end.damaged:
                     problem = self.missing(nxt, loc.path, loc.header.first_lsn)
+                    for i in range(_SETTLE_LOOKS if problem is not None else 0):
+                        # Pruned or a gap is final; a file in the middle of a move is not
+                        # (a directory listing that races a rename may show neither name).
+                        # Report only what several looks over a few milliseconds agree on.
+                        time.sleep(_SETTLE_S * (i + 1))
+                        new = self.locate(nxt)
+                        if new is not None:
+                            problem = None
+                            break
+                        problem = self.missing(nxt, loc.path, loc.header.first_lsn)
+                        if problem is None:
+                            break
                     if problem is not None:
                         if report is None or isinstance(problem, LsnUnavailableError):
                             raise problem
@@ -347,7 +365,7 @@ class Chain:
             loc = self._seek(from_lsn)
             if loc is not None:
                 return loc
-        for _ in range(50):
+        for attempt in range(50):
             firsts = self.listing()
             if not firsts:
                 return None
@@ -355,6 +373,9 @@ class Chain:
                 cand = firsts[0]
             else:
                 below = [f for f in firsts if f <= from_lsn]
+                if not below and attempt < _SETTLE_LOOKS:  # out of sight for an instant?
+                    time.sleep(_SETTLE_S * (attempt + 1))
+                    continue
                 if not below:
                     raise LsnUnavailableError(
                         f"LSN {from_lsn} is no longer retained (the oldest retained record "

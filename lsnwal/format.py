@@ -413,6 +413,7 @@ def decode_trailer(data: bytes | memoryview) -> int | None:
 BUILD_TUPLES = 0  # (offset in data, lsn, kind, timestamp, payload length)
 BUILD_RECORDS = 1  # public Record objects
 BUILD_RAW = 2  # (lsn, payload) of DATA records only
+BUILD_COUNT = 3  # nothing: the records are checked and counted (verify)
 
 
 def _convert(recs: list[tuple[int, int, int, float, int]], data: bytes | bytearray | memoryview,
@@ -421,6 +422,8 @@ def _convert(recs: list[tuple[int, int, int, float, int]], data: bytes | bytearr
     if mode == BUILD_RAW:
         return [(lsn, data[(p := rel + 28) : p + ln]) for rel, lsn, kind, _ts, ln in recs
                 if kind == _DATA_KIND]
+    if mode == BUILD_COUNT:
+        return []
     data_kind, new = RecordKind.DATA, _tuple_new
     return [
         new(Record, (lsn, data_kind, ts, data[(p := rel + 28) : p + ln], None))
@@ -547,8 +550,9 @@ class RecordScanner:
 
     def built(self, mode: int, limit: int | None = None) -> list[Any]:
         """Decode good records as ``mode`` asks: ``BUILD_TUPLES`` (like ``records``),
-        ``BUILD_RECORDS`` (public ``Record`` objects) or ``BUILD_RAW`` (``(lsn, payload)``
-        of DATA records only). ``count`` and ``last_lsn`` cover every record decoded.
+        ``BUILD_RECORDS`` (public ``Record`` objects), ``BUILD_RAW`` (``(lsn, payload)``
+        of DATA records only) or ``BUILD_COUNT`` (nothing: checked and counted).
+        ``count`` and ``last_lsn`` cover every record decoded.
 
         With ``limit`` (an offset in the data) records starting at or after it are
         left for the next call: ``verdict`` stays END and ``pos`` is below the end.
@@ -589,14 +593,19 @@ class RecordScanner:
         new, rec, kd = _tuple_new, Record, RecordKind.DATA
         while True:
             if mode == BUILD_RECORDS:
+                # Plain tuples first, made Records by one C-level map below: a call of
+                # tuple.__new__ per record from Python costs more than the whole loop body.
+                first_new = len(out)
                 while pos <= last:
                     ln, lsn, ts, kind = unpack(data, pos)
                     if kind != 1 or lsn != expected:  # 1: DATA
                         break
                     p = pos + 28  # 28: RECORD_HEADER_SIZE, inlined (the hot path)
                     pos = p + ln
-                    append(new(rec, (lsn, kd, ts, data[p:pos], None)))
+                    append((lsn, kd, ts, data[p:pos], None))
                     expected += 1
+                fresh = out[first_new:]
+                out[first_new:] = map(new, itertools.repeat(rec, len(fresh)), fresh)
             elif mode == BUILD_RAW:
                 while pos <= last:
                     ln, lsn, kind = unpack_raw(data, pos)
@@ -605,6 +614,13 @@ class RecordScanner:
                     p = pos + 28
                     pos = p + ln
                     append((lsn, data[p:pos]))
+                    expected += 1
+            elif mode == BUILD_COUNT:
+                while pos <= last:
+                    ln, lsn, kind = unpack_raw(data, pos)
+                    if kind != 1 or lsn != expected:
+                        break
+                    pos += 28 + ln
                     expected += 1
             else:
                 while pos <= last:
@@ -617,7 +633,8 @@ class RecordScanner:
             if pos > n:  # the last record runs past the data: take it back, let _scan say so
                 pos -= 28 + ln
                 expected -= 1
-                del out[-1]
+                if mode != BUILD_COUNT:
+                    del out[-1]
             self.pos, self.expected_lsn = pos, expected
             if pos >= stop:
                 break

@@ -110,7 +110,8 @@ def verify_reader(reader: WalReader) -> VerifyReport:
         ends: list[SegEnd] = []
         entered: list[Loc] = []
         try:
-            for loc, chunk in reader.chain.walk(start, report=found, ends=ends):
+            for loc, chunk in reader.chain.walk(start, report=found, ends=ends,
+                                                build=fmt.BUILD_COUNT):
                 if chunk is None:
                     entered.append(loc)
                     counted = False

@@ -140,6 +140,8 @@ def main() -> int:
                         ("open_reader().iter_raw()", "`open_reader(path).iter_raw()`"),
                         ("verify()", "`verify()`"),
                         ("replay(), zstd archive", "`replay()`, zstd archive"),
+                        ("replay(), unsealed active segment",
+                         "`replay()`, unsealed active segment"),
                         ("LevelDB iterator", "LevelDB iterator"), ("LMDB cursor", "LMDB cursor")]:
         if rate(s, name) is not None:  # a scan this lsnwal does not offer is left out
             srows.append([label, fr(rate(s, name)), ratio(rate(s, name), sb)])
@@ -176,6 +178,9 @@ def main() -> int:
     V["SEEK"] = f"{sk['plain'] * 1e3:.0f}"
     V["R_AWAIT1"] = ratio(L("1 task, await"), P("naive 1"))
     V["R_VERIFY"] = ratio(rate(s, "verify()"), sb)
+    V["R_REPLAY"] = ratio(rate(s, "replay()"), sb)
+    V["R_RAW"] = ratio(rate(s, "open_reader().iter_raw()"), sb)
+    V["R_ACTIVE"] = ratio(rate(s, "replay(), unsealed active segment"), sb)
     text = (ROOT / "stress" / "benchmarks_page.md.in").read_text(encoding="utf-8")
     missing = set(re.findall(r"@@(\w+)@@", text)) - set(V)
     for k, v in V.items():

@@ -8,7 +8,9 @@ first), interleaved repetitions of:
 
 * the hand-written loop — 1 MiB reads, unpack each record header, check its CRC32C,
   count (the reference every ratio is taken against);
-* ``replay()`` over the plain segments, and over the zstd archive;
+* ``replay()`` over the plain segments, over the zstd archive, and over a third WAL
+  whose records all sit in one unsealed active segment (no seal: every record's CRC
+  is checked, as for the newest records after a crash);
 * raw mode, ``open_reader(path).iter_raw()`` — ``(lsn, payload)`` without ``Record``
   objects ("n/a" when this lsnwal has no ``open_reader``);
 * ``verify()`` — every CRC checked, nothing built;
@@ -47,15 +49,21 @@ def payloads(n: int) -> list[bytes]:
                 1764633600 + i // 1000)).ljust(100) for i in range(n)]
 
 
-def build_wal(path: Path, records: list[bytes], compression: str | None) -> list[str]:
+def build_wal(path: Path, records: list[bytes], compression: str | None,
+              sealed: bool = True) -> list[str]:
     """Write ``records`` with ``append_batch``, seal the active segment (``wal.rotate()``) so
     that every record is in the archive (compressed in the zstd WAL), close; return the
-    segment paths in order."""
-    wal = lsnwal.open(path, lsnwal.WalConfig(compression=compression))  # type: ignore[arg-type]
+    segment paths in order. With ``sealed=False`` every record stays in one unsealed
+    active segment (as a crash leaves the newest records)."""
+    cfg = lsnwal.WalConfig(compression=compression)  # type: ignore[arg-type]
+    if not sealed:
+        cfg = lsnwal.WalConfig(segment_max_bytes=1 << 30)
+    wal = lsnwal.open(path, cfg)
     try:
         for i in range(0, len(records), BATCH):
             wal.append_batch(records[i : i + BATCH])
-        wal.rotate()
+        if sealed:
+            wal.rotate()
     finally:
         wal.close()
     return [str(s.path) for s in lsnwal.collect_all_segments(str(path))]
@@ -125,17 +133,20 @@ def main() -> int:
     with h.scratch_dir(a.dir, "bench-replay") as scratch:
         facts = h.machine_facts(scratch)
         h.log(f"writing {n:,} records into each store ...")
-        plain, zstd = scratch / "plain", scratch / "zstd"
+        plain, zstd, active = scratch / "plain", scratch / "zstd", scratch / "active"
         records = payloads(n)
         segments = build_wal(plain, records, None)
         build_wal(zstd, records, "zstd")
+        build_wal(active, records, None, sealed=False)
         del records
         sizes = {"plain": disk_bytes(plain), "zstd": disk_bytes(zstd)}
         seeks = {"plain": seek_s(plain, n - 5), "zstd": seek_s(zstd, n - 5)}
         opened: dict[str, Any] = {}
         cases = [("hand-written loop", counted(n, lambda: h.naive_scan(segments))),
                  ("replay()", counted(n, lambda: replay_count(plain))),
-                 ("replay(), zstd archive", counted(n, lambda: replay_count(zstd)))]
+                 ("replay(), zstd archive", counted(n, lambda: replay_count(zstd))),
+                 ("replay(), unsealed active segment",
+                  counted(n, lambda: replay_count(active)))]
         if hasattr(lsnwal, "open_reader"):
             cases.append(("open_reader().iter_raw()", counted(n, lambda: raw_count(plain))))
         cases.append(("verify()", counted(n, lambda: verify_count(plain))))
@@ -154,7 +165,8 @@ def main() -> int:
                 peer.close()
     base = r["hand-written loop"].rate
     shown = [k for k in ("hand-written loop", "replay()", "open_reader().iter_raw()", "verify()",
-                         "replay(), zstd archive", "LevelDB iterator", "LMDB cursor")
+                         "replay(), zstd archive", "replay(), unsealed active segment",
+                         "LevelDB iterator", "LMDB cursor")
              if k in r or "()" in k]
 
     def rate(key: str) -> float | None:

@@ -30,7 +30,7 @@ from lsnwal.names import segment_name
 
 STRESS = os.environ.get("LSNWAL_STRESS") == "1"
 H = fmt.HEADER_SIZE
-MODES = (fmt.BUILD_TUPLES, fmt.BUILD_RECORDS, fmt.BUILD_RAW)
+MODES = (fmt.BUILD_TUPLES, fmt.BUILD_RECORDS, fmt.BUILD_RAW, fmt.BUILD_COUNT)
 
 # --------------------------------------------------------------------------- the decoder
 
@@ -93,6 +93,8 @@ def test_checked_decode_equals_the_full_decode(seg: tuple[bytes, int], mode: int
     elif mode == fmt.BUILD_RAW:
         assert got[0] == [(lsn, data[o + 28 : o + 28 + ln])
                           for o, lsn, kind, _ts, ln in tuples if kind == 1]
+    elif mode == fmt.BUILD_COUNT:
+        assert got[0] == []
     else:
         assert got[0] == tuples
 

@@ -146,3 +146,83 @@ def test_a_move_before_any_call_leaves_the_view_consistent(
         report = lsnwal.verify(root, fs=MovingFs(k, _steps(root, zstd)[step]))
         assert report.ok, (step, k, report.problems)
         shutil.rmtree(root)
+
+
+class HidingFs(OsFileSystem):
+    """Hides segment ``lsn`` from the next ``budget`` looks at it (listings, opens, exists):
+    a listing that races a move may show a file under neither of its names."""
+
+    def __init__(self, lsn: int, budget: int) -> None:
+        self.lsn, self.budget, self.hidden = lsn, budget, 0
+
+    def _hide(self, name: str) -> bool:
+        parsed = parse_segment_name(os.path.basename(name))
+        if parsed is None or parsed[0] != self.lsn or self.hidden >= self.budget:
+            return False
+        self.hidden += 1
+        return True
+
+    def listdir(self, path: str) -> list[str]:
+        """List, leaving the hidden segment out while the budget lasts."""
+        return [n for n in super().listdir(path) if not self._hide(n)]
+
+    def open_read(self, path: str) -> int:
+        """Open, as if the hidden segment were not there while the budget lasts."""
+        if self._hide(path):
+            raise FileNotFoundError(path)
+        return super().open_read(path)
+
+    def exists(self, path: str) -> bool:
+        """Look, as if the hidden segment were not there while the budget lasts."""
+        return False if self._hide(path) else super().exists(path)
+
+
+def _middle(root: Path) -> Path:
+    """A segment with others before and after it (pending or archived)."""
+    segs = sorted([*(root / "archive").glob("*.wal"), *(root / "pending").glob("*.wal")],
+                  key=lambda p: p.name)
+    assert len(segs) >= 3
+    return segs[len(segs) // 2]
+
+
+@pytest.mark.parametrize("budget", [1, 3, 6, 12])
+def test_a_segment_out_of_sight_for_an_instant_is_not_reported(
+    template: tuple[Path, Path], budget: int
+) -> None:
+    """A middle segment missing from a few looks (listing and opens) is waited for: replay
+    gives every record byte for byte, verify finds nothing — never "pruned" or a gap."""
+    plain, _zstd = template
+    expected = [(r.lsn, r.payload) for r in lsnwal.replay(plain)]
+    parsed = parse_segment_name(_middle(plain).name)
+    assert parsed is not None
+    fs = HidingFs(parsed[0], budget)
+    assert [(r.lsn, r.payload) for r in lsnwal.replay(plain, fs=fs)] == expected
+    assert fs.hidden == budget  # it was looked for, and out of sight, that many times
+    report = lsnwal.verify(plain, fs=HidingFs(parsed[0], budget))
+    assert report.ok, report.problems
+
+
+def test_a_segment_gone_for_good_is_still_a_gap(template: tuple[Path, Path]) -> None:
+    """The same segment hidden for good: replay and verify report the gap, naming both files."""
+    plain, _zstd = template
+    parsed = parse_segment_name(_middle(plain).name)
+    assert parsed is not None
+    with pytest.raises(lsnwal.WalCorruptionError, match="LSN gap between segments"):
+        list(lsnwal.replay(plain, fs=HidingFs(parsed[0], 10**9)))
+    report = lsnwal.verify(plain, fs=HidingFs(parsed[0], 10**9))
+    assert not report.ok and any("gap" in p.message for p in report.problems)
+
+
+@pytest.mark.parametrize("budget", [2, 6])
+def test_a_start_out_of_sight_for_an_instant_is_not_reported_pruned(
+    template: tuple[Path, Path], budget: int
+) -> None:
+    """replay(from_lsn=...) inside the oldest segment while it is out of sight for a few
+    looks: the records from there, byte for byte, not LsnUnavailableError."""
+    plain, _zstd = template
+    expected = [(r.lsn, r.payload) for r in lsnwal.replay(plain)]
+    oldest = expected[0][0]
+    fs = HidingFs(oldest, budget)
+    got = [(r.lsn, r.payload) for r in lsnwal.replay(plain, from_lsn=oldest + 1, fs=fs)]
+    assert got == expected[1:]
+    assert fs.hidden == budget
