@@ -32,7 +32,7 @@ run: $(VENV)/.base
 	$(PY) -m lsnwal demo
 
 test: $(VENV)/.test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: $(VENV)/.lint
 	$(VENV)/bin/ruff check lsnwal tests stress

@@ -323,6 +323,9 @@ class Chain:
                         # Report only what several looks over a few milliseconds agree on.
                         time.sleep(_SETTLE_S * (i + 1))
                         new = self.locate(nxt)
+                        if new is not None and new.path == loc.path:
+                            self.fs.close(new.fd)  # the same file (it holds no record)
+                            new = None
                         if new is not None:
                             problem = None
                             break

@@ -417,20 +417,23 @@ BUILD_COUNT = 3  # nothing: the records are checked and counted (verify)
 
 
 def _convert(recs: list[tuple[int, int, int, float, int]], data: bytes | bytearray | memoryview,
-             mode: int) -> list[Any]:
-    """Decoded record tuples as ``mode`` asks (the records' fields, payloads sliced out)."""
+             mode: int, only_data: bool = False) -> list[Any]:
+    """Decoded record tuples as ``mode`` asks (the records' fields, payloads sliced out).
+
+    ``only_data`` says that every record is a DATA record (the scan saw no other kind).
+    """
     if mode == BUILD_RAW:
         return [(lsn, data[(p := rel + 28) : p + ln]) for rel, lsn, kind, _ts, ln in recs
                 if kind == _DATA_KIND]
     if mode == BUILD_COUNT:
         return []
-    data_kind, new = RecordKind.DATA, _tuple_new
-    return [
-        new(Record, (lsn, data_kind, ts, data[(p := rel + 28) : p + ln], None))
-        if kind == _DATA_KIND
-        else make_record(lsn, kind, ts, bytes(data[rel + 28 : rel + 28 + ln]))
-        for rel, lsn, kind, ts, ln in recs
-    ]
+    data_kind = RecordKind.DATA
+    if only_data:  # plain tuples first, made Records by one C-level map
+        fields = [(lsn, data_kind, ts, data[(p := rel + 28) : p + ln], None)
+                  for rel, lsn, _kind, ts, ln in recs]
+        return list(map(_tuple_new, itertools.repeat(Record, len(fields)), fields))
+    return [make_record(lsn, kind, ts, bytes(data[rel + 28 : rel + 28 + ln]))
+            for rel, lsn, kind, ts, ln in recs]
 
 
 END = "end"  # the data ended exactly at a record boundary
@@ -457,6 +460,7 @@ class RecordScanner:
     """
 
     __slots__ = (
+        "_special",
         "base",
         "checked",
         "count",
@@ -481,6 +485,7 @@ class RecordScanner:
         self.base = base  # file offset of data[0]: seals record absolute offsets
         self.checked = checked
         self.count = 0  # records decoded by the last call (every kind)
+        self._special = False  # the last full scan decoded a record of another kind than DATA
         self.data = data
         self.pos = pos
         self.expected_lsn = expected_lsn
@@ -508,6 +513,7 @@ class RecordScanner:
         out: list[tuple[int, int, int, float, int]] = []
         append = out.append
         mv = memoryview(data)
+        special = False  # a record of another kind than DATA was decoded
         try:
             while True:
                 if pos + 28 > n:
@@ -525,6 +531,7 @@ class RecordScanner:
                     self._damage("record checksum mismatch")
                     break
                 if kind != _DATA_KIND:
+                    special = True
                     if kind == SEAL_KIND:
                         pos = self._seal(mv, pos, end, lsn, expected)
                         break
@@ -546,6 +553,7 @@ class RecordScanner:
             self.last_lsn = out[-1][1]
         self.pos = pos
         self.expected_lsn = expected
+        self._special = special
         return out
 
     def built(self, mode: int, limit: int | None = None) -> list[Any]:
@@ -566,7 +574,9 @@ class RecordScanner:
             return out
         recs = self._scan(stop)
         self.count = len(recs)
-        return recs if mode == BUILD_TUPLES else _convert(recs, self.data, mode)
+        if mode == BUILD_TUPLES:
+            return recs
+        return _convert(recs, self.data, mode, not self._special)
 
     def _records_checked(self, mode: int, stop: int) -> list[Any]:
         """``records`` for bytes a block CRC already covered: the same rules, no record CRC.
@@ -640,7 +650,8 @@ class RecordScanner:
                 break
             one = self._scan(pos + 1)  # exactly the record at ``pos``, fully checked
             if one:
-                out += one if mode == BUILD_TUPLES else _convert(one, data, mode)
+                out += one if mode == BUILD_TUPLES else _convert(one, data, mode,
+                                                                 not self._special)
             if self.verdict != END or self.pos == pos:
                 break
             pos = self.pos
