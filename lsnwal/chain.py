@@ -37,6 +37,7 @@ import time
 from collections.abc import Generator
 
 from . import format as fmt
+from . import scanner
 from .errors import LsnUnavailableError, WalCorruptionError
 from .fs import FileSystem
 from .names import WalPaths, parse_segment_name, segment_name
@@ -222,7 +223,7 @@ class Chain:
         seals_only: bool = False,
         ends: list[SegEnd] | None = None,
         hint: tuple[int, int] | None = None,
-        build: int = fmt.BUILD_TUPLES,
+        build: int = scanner.BUILD_TUPLES,
     ) -> Generator[tuple[Loc, Chunk | None], None, None]:
         """Walk the chain from the segment holding ``from_lsn`` (default: the oldest).
 

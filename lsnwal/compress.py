@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 import zstandard
 
 from . import format as fmt
+from . import scanner
 
 
 def frame_groups(blocks: tuple[fmt.Block, ...], target: int) -> Iterator[list[fmt.Block]]:
@@ -60,11 +61,11 @@ def compress_segment(
         raw = read(start, raw_len)
         if len(raw) != raw_len:
             raise ValueError(f"segment shorter than its index at offset {start}")
-        scan = fmt.RecordScanner(raw, 0, expected, start,
+        scan = scanner.RecordScanner(raw, 0, expected, start,
                                  checked=fmt.blocks_intact(raw, group, start))
         for _ in scan:
             pass
-        if scan.verdict != fmt.END:
+        if scan.verdict != scanner.END:
             raise ValueError(f"damaged record at offset {start + scan.pos}: {scan.reason}")
         assert scan.expected_lsn is not None
         expected = scan.expected_lsn

@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass
 
 from . import format as fmt
+from . import scanner
 from .archive import Archiver
 from .config import WalConfig
 from .fs import FailpointHook, FileSystem, SyncBackend, sync_dir_at
@@ -136,11 +137,11 @@ def _seal_recovered(
     """Seal, fsync and move into pending/ what recovery kept outside the archive."""
     out: list[SealedSegment] = []
     for seg in an.live:
-        if seg.count == 0 and seg.end.verdict != fmt.SEALED:
+        if seg.count == 0 and seg.end.verdict != scanner.SEALED:
             fs.unlink(seg.path)  # header-only: nothing to keep, LSNs continue anyway
             continue
         seal = None
-        if seg.end.verdict != fmt.SEALED:  # block CRCs from the records recovery kept
+        if seg.end.verdict != scanner.SEALED:  # block CRCs from the records recovery kept
             rfd = fs.open_read(seg.path)
             try:
                 seal = seal_with_crcs(fs, rfd, seg.rebuilt_seal())

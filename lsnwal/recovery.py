@@ -37,7 +37,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from . import format as fmt
+from . import scanner
 from .config import WalConfig
 from .errors import WalCorruptionError, WalError
 from .fs import FileSystem
@@ -109,9 +109,9 @@ def _continues(fs: FileSystem, seg: Seg, last_good: int) -> bool:
         tail = fs.pread(fd, seg.size - offset, offset) if seg.size > offset else b""
     finally:
         fs.close(fd)
-    if not tail or fmt.is_zero(tail, 0):
+    if not tail or scanner.is_zero(tail, 0):
         return False
-    return fmt.find_continuation(tail, 0, last_good) is not None
+    return scanner.find_continuation(tail, 0, last_good) is not None
 
 
 def analyze(
@@ -216,7 +216,7 @@ def analyze(
                     raise WalError(f"{s.path} is listed in pending/ and in the archive: the "
                                    "two directories are one (refusing to touch it)")
                 load_archived(fs, dup)
-                if dup.last_lsn == s.last_lsn and s.end.verdict in (fmt.SEALED, fmt.END):
+                if dup.last_lsn == s.last_lsn and s.end.verdict in (scanner.SEALED, scanner.END):
                     if not same_records(fs, s.path, s.data_end, dup):
                         raise WalCorruptionError(
                             f"{s.path} and {dup.path} hold the same LSNs with different "
@@ -237,7 +237,7 @@ def analyze(
             an.cut_reason = f"{'torn' if torn else 'corrupt'}: {s.path} does not continue " \
                 f"the log after LSN {prev_seg.last_lsn}"
             break
-        if s.end.verdict == fmt.DAMAGED and s.end.seal is not None:
+        if s.end.verdict == scanner.DAMAGED and s.end.seal is not None:
             # A whole sealed segment followed by junk: trim the junk, keep the seal (a
             # second seal would make the segment unreadable).
             if mode == "strict":
@@ -245,9 +245,9 @@ def analyze(
                     f"{s.end.reason} (in a {s.state} segment, recovery_mode='strict')",
                     path=s.path, offset=s.end.offset, lsn=s.last_lsn)
             an.trims.append((s, s.end.offset))
-            s.end = ScanEnd(fmt.SEALED, s.end.seal.data_end, seal=s.end.seal,
+            s.end = ScanEnd(scanner.SEALED, s.end.seal.data_end, seal=s.end.seal,
                             last_lsn=s.end.last_lsn)
-        elif s.end.verdict == fmt.DAMAGED:
+        elif s.end.verdict == scanner.DAMAGED:
             last_good = s.last_lsn if s.header is not None else max(0, (s.name_lsn or 1) - 1)
             later = durable is None and (
                 any(t.header is not None for t in live[i + 1 :]) or _continues(fs, s, last_good))

@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterable, Iterator
 
 from . import format as fmt
+from . import scanner
 from .chain import Chain
 from .config import WalConfig
 from .errors import LsnUnavailableError, RecoveryTargetError, WalCorruptionError
@@ -161,7 +162,7 @@ def _batches(
     held: fmt.Record | None = None  # exclusive time target: yield a record once the next fits
     try:
         for _loc, chunk in chain.walk(start, stop, None if not quiet else _stop, ends=ends,
-                                      hint=hint, build=fmt.BUILD_RECORDS):
+                                      hint=hint, build=scanner.BUILD_RECORDS):
             if chunk is None:
                 continue
             batch: list[fmt.Record] = chunk.recs
@@ -212,7 +213,7 @@ def _raw_batches(
 ) -> Iterator[list[tuple[int, bytes]]]:
     lo = start if start is not None else 0
     hi = stop if stop is not None else 1 << 63
-    for _loc, chunk in chain.walk(start, stop, hint=hint, build=fmt.BUILD_RAW):
+    for _loc, chunk in chain.walk(start, stop, hint=hint, build=scanner.BUILD_RAW):
         if chunk is None or not chunk.recs:
             continue
         batch: list[tuple[int, bytes]] = chunk.recs

@@ -1,7 +1,7 @@
 """Reading one segment file through the file-system seam: header, seal, records.
 
 Owns streaming reads of plain and compressed segments. Records are decoded by
-``format.RecordScanner`` (the only parser); this module only feeds it bytes in
+``scanner.RecordScanner`` (the only parser); this module only feeds it bytes in
 chunks of about 1 MiB, so a segment is never loaded whole, and reports where a
 scan stopped (file offset, verdict, reason).
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import format as fmt
+from . import scanner
 from .compress import decompress_block
 from .fs import FileSystem
 
@@ -46,7 +47,7 @@ def read_seal(fs: FileSystem, fd: int, size: int) -> fmt.Seal | None:
 class ScanEnd:
     """Where and why a segment scan stopped."""
 
-    verdict: str = fmt.END  # END, SEALED or DAMAGED
+    verdict: str = scanner.END  # END, SEALED or DAMAGED
     offset: int = 0  # file offset of the stop (of the damage, for DAMAGED)
     reason: str = ""
     truncated: bool = False
@@ -75,7 +76,7 @@ class Chunk:
         self.last_lsn = last_lsn
 
 
-def _decode(scan: fmt.RecordScanner, base: int, data: bytes, build: int,
+def _decode(scan: scanner.RecordScanner, base: int, data: bytes, build: int,
             end: ScanEnd) -> Iterator[Chunk]:
     """Every record ``scan`` decodes from ``data``, ``BATCH_BYTES`` of records a chunk."""
     n = len(data)
@@ -85,7 +86,7 @@ def _decode(scan: fmt.RecordScanner, base: int, data: bytes, build: int,
             assert scan.last_lsn is not None
             end.last_lsn = scan.last_lsn
             yield Chunk(base, data, recs, scan.count, scan.last_lsn)
-        if scan.verdict != fmt.END or scan.pos >= n:
+        if scan.verdict != scanner.END or scan.pos >= n:
             return
 
 
@@ -96,7 +97,7 @@ def plain_chunks(
     expected_lsn: int | None,
     end: ScanEnd,
     start: int = fmt.HEADER_SIZE,
-    build: int = fmt.BUILD_TUPLES,
+    build: int = scanner.BUILD_TUPLES,
 ) -> Iterator[Chunk]:
     """Decode a plain segment from ``start`` about 1 MiB at a time; fill ``end`` when done.
 
@@ -112,12 +113,12 @@ def plain_chunks(
             else carry
         base = file_off - len(carry)
         file_off += len(data) - len(carry)
-        scan = fmt.RecordScanner(data, 0, expected_lsn, base)
+        scan = scanner.RecordScanner(data, 0, expected_lsn, base)
         yield from _decode(scan, base, data, build, end)
         expected_lsn = scan.expected_lsn
         # A chunk that ends at a record boundary (END), inside a record (truncated) or
         # right after a seal trailer (SEALED) says nothing about the bytes not yet read.
-        if file_off < size and (scan.verdict != fmt.DAMAGED or scan.truncated):
+        if file_off < size and (scan.verdict != scanner.DAMAGED or scan.truncated):
             carry = data[scan.pos :]
             if len(carry) >= fmt.RECORD_HEADER_SIZE:
                 ln = fmt.U32.unpack_from(carry, 4)[0]
@@ -157,7 +158,7 @@ def sealed_chunks(
     expected_lsn: int,
     end: ScanEnd,
     start: int = fmt.HEADER_SIZE,
-    build: int = fmt.BUILD_TUPLES,
+    build: int = scanner.BUILD_TUPLES,
 ) -> Iterator[Chunk]:
     """Decode a sealed plain segment (a valid ``seal``) from ``start``, a few blocks a read.
 
@@ -186,25 +187,25 @@ def sealed_chunks(
         base = group[0].offset
         data = fs.pread(fd, nbytes, base)
         if len(data) != nbytes:
-            end.verdict, end.offset = fmt.DAMAGED, base + len(data)
+            end.verdict, end.offset = scanner.DAMAGED, base + len(data)
             end.reason, end.truncated = "segment shorter than its index", True
             return
-        scan = fmt.RecordScanner(data, max(start - base, 0), expected_lsn, base,
+        scan = scanner.RecordScanner(data, max(start - base, 0), expected_lsn, base,
                                  checked=fmt.blocks_intact(data, group, base))
         yield from _decode(scan, base, data, build, end)
-        if scan.verdict != fmt.END or scan.pos != nbytes:
-            end.verdict, end.offset, end.reason = fmt.DAMAGED, base + scan.pos, scan.reason
+        if scan.verdict != scanner.END or scan.pos != nbytes:
+            end.verdict, end.offset, end.reason = scanner.DAMAGED, base + scan.pos, scan.reason
             end.truncated = scan.truncated
-            if scan.verdict == fmt.END:  # a block ends inside a record: the index lies
+            if scan.verdict == scanner.END:  # a block ends inside a record: the index lies
                 end.reason = "index block ends inside a record"
             return
         assert scan.expected_lsn is not None
         expected_lsn = scan.expected_lsn
     if expected_lsn != seal.last_lsn + 1:
-        end.verdict, end.offset = fmt.DAMAGED, seal.data_end
+        end.verdict, end.offset = scanner.DAMAGED, seal.data_end
         end.reason = f"records end at LSN {expected_lsn - 1}, the seal says {seal.last_lsn}"
         return
-    end.verdict, end.offset, end.seal = fmt.SEALED, seal.data_end, seal
+    end.verdict, end.offset, end.seal = scanner.SEALED, seal.data_end, seal
 
 
 def seal_with_crcs(fs: FileSystem, fd: int, seal: fmt.Seal) -> fmt.Seal:
@@ -223,7 +224,7 @@ def compressed_chunks(
     expected_lsn: int | None,
     end: ScanEnd,
     from_lsn: int | None = None,
-    build: int = fmt.BUILD_TUPLES,
+    build: int = scanner.BUILD_TUPLES,
 ) -> Iterator[Chunk]:
     """Decode a compressed segment frame by frame, skipping frames before ``from_lsn``.
 
@@ -245,23 +246,23 @@ def compressed_chunks(
         try:
             raw = decompress_block(stored, b)
         except ValueError as exc:
-            end.verdict, end.offset, end.reason = fmt.DAMAGED, b.offset, str(exc)
+            end.verdict, end.offset, end.reason = scanner.DAMAGED, b.offset, str(exc)
             return
         if expected_lsn is not None and b.first_lsn != expected_lsn:
-            end.verdict, end.offset = fmt.DAMAGED, b.offset
+            end.verdict, end.offset = scanner.DAMAGED, b.offset
             end.reason = f"frame starts at LSN {b.first_lsn} where {expected_lsn} was expected"
             return
-        scan = fmt.RecordScanner(raw, 0, expected_lsn, checked=True)
+        scan = scanner.RecordScanner(raw, 0, expected_lsn, checked=True)
         yield from _decode(scan, b.offset, raw, build, end)
-        if scan.verdict != fmt.END:
-            end.verdict, end.offset = fmt.DAMAGED, b.offset
+        if scan.verdict != scanner.END:
+            end.verdict, end.offset = scanner.DAMAGED, b.offset
             end.reason = f"inside frame at raw offset {scan.pos}: {scan.reason}"
             return
         expected_lsn = scan.expected_lsn
     if expected_lsn is not None and expected_lsn != seal.last_lsn + 1:
-        end.verdict, end.offset, end.reason = fmt.DAMAGED, seal.data_end, "frames end early"
+        end.verdict, end.offset, end.reason = scanner.DAMAGED, seal.data_end, "frames end early"
         return
-    end.verdict, end.offset, end.seal = fmt.SEALED, seal.data_end, seal
+    end.verdict, end.offset, end.seal = scanner.SEALED, seal.data_end, seal
 
 
 def scan_compressed(

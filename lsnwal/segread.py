@@ -2,7 +2,7 @@
 
 Owns the per-segment half of the live-safe read side (``chain.py`` walks the
 chain; this module reads one file of it through its open descriptor). Records
-are decoded by ``format.RecordScanner`` through ``segment.py``'s chunk readers:
+are decoded by ``scanner.RecordScanner`` through ``segment.py``'s chunk readers:
 there is no second parser. Rules kept here:
 
 * An archived segment must carry a valid seal; its records must end exactly at
@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import format as fmt
+from . import scanner
 from .errors import WalCorruptionError
 from .fs import FileSystem
 from .segment import (
@@ -75,7 +76,7 @@ def read_segment(
     out: list[SegEnd],
     report: Report | None = None,
     resume: SegEnd | None = None,
-    build: int = fmt.BUILD_TUPLES,
+    build: int = scanner.BUILD_TUPLES,
 ) -> Iterator[Chunk]:
     """Decoded chunks of ``loc`` (records from about ``from_lsn``); its end goes to ``out``.
 
@@ -111,18 +112,18 @@ def read_segment(
         for chunk in chunks:
             count += chunk.count
             yield chunk
-        if end.verdict != fmt.SEALED:
+        if end.verdict != scanner.SEALED:
             _damage(report, end.reason or "archived segment ends without its seal",
                     loc.path, end.offset,
                     end.last_lsn if end.last_lsn is not None else expected - 1)
         out.append(SegEnd(seal.last_lsn, True, seal, count, size,
-                          damaged=end.verdict != fmt.SEALED))
+                          damaged=end.verdict != scanner.SEALED))
         return
     yield from read_live(fs, loc, out, report, resume, build)
 
 def read_live(
     fs: FileSystem, loc: Loc, out: list[SegEnd], report: Report | None,
-    resume: SegEnd | None, build: int = fmt.BUILD_TUPLES,
+    resume: SegEnd | None, build: int = scanner.BUILD_TUPLES,
 ) -> Iterator[Chunk]:
     """Decoded chunks of a pending/active segment up to what is there now (see module)."""
     fd = loc.fd
@@ -137,7 +138,7 @@ def read_live(
             for chunk in sealed_chunks(fs, fd, size, seal, expected, end, off, build):
                 count += chunk.count
                 yield chunk
-            if end.verdict == fmt.SEALED:
+            if end.verdict == scanner.SEALED:
                 out.append(SegEnd(seal.last_lsn, True, seal, count, end.offset))
                 return
             # damage: read it again the live way below (which reports it with its rules)
@@ -153,11 +154,11 @@ def read_live(
         if end.last_lsn is not None:
             expected = end.last_lsn + 1
         off = end.offset
-        if end.verdict == fmt.SEALED:
+        if end.verdict == scanner.SEALED:
             out.append(SegEnd(expected - 1, True, end.seal, count, off))
             return
-        torn = end.reason if end.verdict == fmt.DAMAGED else ""
-        if end.verdict == fmt.DAMAGED and not end.truncated:
+        torn = end.reason if end.verdict == scanner.DAMAGED else ""
+        if end.verdict == scanner.DAMAGED and not end.truncated:
             head = fs.pread(fd, fmt.RECORD_HEADER_SIZE, off)
             if head.count(0) != len(head):
                 if rereads < DAMAGE_REREADS:  # a write may be under way: look again
@@ -165,7 +166,7 @@ def read_live(
                     time.sleep(_REREAD_SLEEP_S * rereads)
                     continue
                 tail = fs.pread(fd, min(size - off, _CONTINUATION_WINDOW), off)
-                if fmt.find_continuation(tail, 0, expected - 1) is not None:
+                if scanner.find_continuation(tail, 0, expected - 1) is not None:
                     _damage(report, end.reason, loc.path, off, expected - 1)
                     out.append(SegEnd(expected - 1, False, None, count, off, damaged=True))
                     return

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import format as fmt
+from . import scanner
 from .errors import WalCorruptionError
 from .fs import FileSystem
 from .names import WalPaths, parse_segment_name
@@ -192,13 +193,13 @@ def scan_live(fs: FileSystem, seg: Seg) -> None:
                 f"bad segment header: {exc}", path=seg.path, offset=0) from None
         except fmt.HeaderError as exc:
             seg.header_error = str(exc)
-            seg.end = ScanEnd(fmt.DAMAGED, 0, f"bad segment header: {exc}",
+            seg.end = ScanEnd(scanner.DAMAGED, 0, f"bad segment header: {exc}",
                               truncated=seg.size < fmt.HEADER_SIZE)
             return
         h = seg.header
         if h.compressed:
             seg.header_error = "compressed segment outside the archive"
-            seg.end = ScanEnd(fmt.DAMAGED, 0, seg.header_error)
+            seg.end = ScanEnd(scanner.DAMAGED, 0, seg.header_error)
             return
         seg.marks, seg.blocks = [], []
         seg.last_lsn = h.first_lsn - 1
@@ -237,7 +238,7 @@ def scan_live(fs: FileSystem, seg: Seg) -> None:
         if count:
             seg.last_lsn = h.first_lsn + count - 1
             seg.last_ts = prev_ts
-        data_end = end.offset if end.verdict != fmt.END else seg.size
+        data_end = end.offset if end.verdict != scanner.END else seg.size
         if end.seal is not None:  # sealed, or sealed and followed by junk
             data_end = end.seal.data_end
         if data_end > block_off:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import format as fmt
+from . import scanner
 from .config import WalConfig
 from .errors import LsnUnavailableError, WalCorruptionError
 from .fs import FileSystem
@@ -111,7 +112,7 @@ def verify_reader(reader: WalReader) -> VerifyReport:
         entered: list[Loc] = []
         try:
             for loc, chunk in reader.chain.walk(start, report=found, ends=ends,
-                                                build=fmt.BUILD_COUNT):
+                                                build=scanner.BUILD_COUNT):
                 if chunk is None:
                     entered.append(loc)
                     counted = False

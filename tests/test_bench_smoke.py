@@ -19,6 +19,7 @@ import pytest
 
 import lsnwal
 from lsnwal import format as fmt
+from lsnwal import scanner
 
 STRESS = Path(__file__).resolve().parent.parent / "stress"
 sys.path.insert(0, str(STRESS))
@@ -111,10 +112,10 @@ def test_naive_bulk_loop_writes_records_lsnwal_decodes(tmp_path: Path) -> None:
     n = 9000  # more than one 1 MiB flush
     h.naive_bulk_write(tmp_path / "log", n)
     data = (tmp_path / "log").read_bytes()
-    scan = fmt.RecordScanner(data, 0, 1)
+    scan = scanner.RecordScanner(data, 0, 1)
     got = [(lsn, data[off + fmt.RECORD_HEADER_SIZE: off + fmt.RECORD_HEADER_SIZE + ln])
            for off, lsn, _kind, _ts, ln in scan]
-    assert scan.verdict == fmt.END
+    assert scan.verdict == scanner.END
     assert got == [(i, h.PAYLOAD) for i in range(1, n + 1)]
 
 

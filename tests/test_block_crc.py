@@ -23,14 +23,14 @@ from hypothesis import strategies as st
 
 import lsnwal
 from lsnwal import format as fmt
-from lsnwal import segment
+from lsnwal import scanner, segment
 from lsnwal.errors import WalCorruptionError
 from lsnwal.fs import OsFileSystem
 from lsnwal.names import segment_name
 
 STRESS = os.environ.get("LSNWAL_STRESS") == "1"
 H = fmt.HEADER_SIZE
-MODES = (fmt.BUILD_TUPLES, fmt.BUILD_RECORDS, fmt.BUILD_RAW, fmt.BUILD_COUNT)
+MODES = (scanner.BUILD_TUPLES, scanner.BUILD_RECORDS, scanner.BUILD_RAW, scanner.BUILD_COUNT)
 
 # --------------------------------------------------------------------------- the decoder
 
@@ -62,13 +62,13 @@ def segments(draw: st.DrawFn) -> tuple[bytes, int]:
 def decode(data: bytes, first: int, checked: bool, mode: int, batch: int | None
            ) -> tuple[list[Any], str, int, bool, str, int, int | None]:
     """Everything a scan of ``data`` says, decoded ``batch`` bytes of records at a time."""
-    scan = fmt.RecordScanner(data, 0, first, 0, checked=checked)
+    scan = scanner.RecordScanner(data, 0, first, 0, checked=checked)
     items: list[Any] = []
     count = 0
     while True:
         items += scan.built(mode, None if batch is None else scan.pos + batch)
         count += scan.count
-        if scan.verdict != fmt.END or scan.pos >= len(data) or batch is None:
+        if scan.verdict != scanner.END or scan.pos >= len(data) or batch is None:
             break
     return items, scan.verdict, scan.pos, scan.truncated, scan.reason, count, scan.last_lsn
 
@@ -80,20 +80,20 @@ def test_checked_decode_equals_the_full_decode(seg: tuple[bytes, int], mode: int
     """On intact bytes the checked decoder gives the full one's records, verdict, offset,
     reason, count and last LSN, in every build mode and at every batch limit."""
     data, first = seg
-    want = decode(data, first, False, fmt.BUILD_TUPLES, None)
+    want = decode(data, first, False, scanner.BUILD_TUPLES, None)
     got = decode(data, first, True, mode, batch)
     full = decode(data, first, False, mode, batch)
     assert got == full
     assert got[1:] == want[1:]
     tuples = want[0]
-    if mode == fmt.BUILD_RECORDS:
+    if mode == scanner.BUILD_RECORDS:
         assert got[0] == [fmt.make_record(lsn, kind, ts, data[o + 28 : o + 28 + ln])
                           for o, lsn, kind, ts, ln in tuples]
         assert all(type(r) is fmt.Record for r in got[0])
-    elif mode == fmt.BUILD_RAW:
+    elif mode == scanner.BUILD_RAW:
         assert got[0] == [(lsn, data[o + 28 : o + 28 + ln])
                           for o, lsn, kind, _ts, ln in tuples if kind == 1]
-    elif mode == fmt.BUILD_COUNT:
+    elif mode == scanner.BUILD_COUNT:
         assert got[0] == []
     else:
         assert got[0] == tuples
@@ -113,8 +113,8 @@ def test_checked_decode_of_damaged_bytes_stays_in_bounds(seg: tuple[bytes, int],
         i = data_.draw(st.integers(0, len(buf) - 1))
         buf[i] ^= data_.draw(st.integers(1, 255))
     items, verdict, pos, _t, _r, count, last = decode(bytes(buf), first, True,
-                                                      fmt.BUILD_TUPLES, 64)
-    assert verdict in (fmt.END, fmt.SEALED, fmt.DAMAGED)
+                                                      scanner.BUILD_TUPLES, 64)
+    assert verdict in (scanner.END, scanner.SEALED, scanner.DAMAGED)
     assert 0 <= pos <= len(buf)
     assert [r[1] for r in items] == list(range(first, first + len(items)))
     assert count == len(items)

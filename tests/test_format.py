@@ -24,7 +24,7 @@ from _golden import FIXTURES, load_generator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lsnwal import compress, segment
+from lsnwal import compress, scanner, segment
 from lsnwal import format as fmt
 from lsnwal.errors import WalError
 
@@ -78,7 +78,7 @@ class Outcome:
 
 def scan(data: bytes | bytearray, expected: int | None, start: int = H) -> Outcome:
     """Decode ``data`` from ``start`` in one piece with the ``RecordScanner``."""
-    sc = fmt.RecordScanner(data, start, expected)
+    sc = scanner.RecordScanner(data, start, expected)
     recs = [fmt.make_record(lsn, kind, ts, bytes(data[off + R : off + R + ln]))
             for off, lsn, kind, ts, ln in sc]
     return Outcome(sc.verdict, sc.pos, sc.truncated, recs, sc.reason, sc.seal)
@@ -119,14 +119,14 @@ def expected_prefix(fx: Any, n: int) -> Outcome | None:
     if n < H:
         return None
     if n == len(fx.data):
-        verdict = fmt.SEALED if fx.seal is not None else fmt.END
+        verdict = scanner.SEALED if fx.seal is not None else scanner.END
         return Outcome(verdict, fx.data_end, False, records_before(fx, n))
     if n <= fx.data_end and n in [H] + [r.end for r in fx.records]:
-        return Outcome(fmt.END, n, False, records_before(fx, n))
+        return Outcome(scanner.END, n, False, records_before(fx, n))
     if n > fx.data_end:  # inside the SEAL record or its trailer
-        return Outcome(fmt.DAMAGED, fx.data_end, True, records_before(fx, fx.data_end))
+        return Outcome(scanner.DAMAGED, fx.data_end, True, records_before(fx, fx.data_end))
     start = next(r.offset for r in fx.records if r.offset < n < r.end)
-    return Outcome(fmt.DAMAGED, start, True, records_before(fx, start))
+    return Outcome(scanner.DAMAGED, start, True, records_before(fx, start))
 
 
 def expected_flip(fx: Any, i: int, data: bytes) -> Outcome | None:
@@ -134,13 +134,13 @@ def expected_flip(fx: Any, i: int, data: bytes) -> Outcome | None:
     if i < H:
         return None
     if i >= len(fx.data) - fmt.TRAILER_SIZE and fx.seal is not None:  # the trailer
-        return Outcome(fmt.DAMAGED, fx.data_end, False, records_before(fx, fx.data_end))
+        return Outcome(scanner.DAMAGED, fx.data_end, False, records_before(fx, fx.data_end))
     start = next(s for s, e in spans(fx) if s <= i < e)
     truncated = False
     if start + 4 <= i < start + 8:  # the length field: the record may now run past the end
         (length,) = fmt.U32.unpack_from(data, start + 4)
         truncated = start + R + length > len(data)
-    return Outcome(fmt.DAMAGED, start, truncated, records_before(fx, start))
+    return Outcome(scanner.DAMAGED, start, truncated, records_before(fx, start))
 
 
 def flipped(data: bytes, i: int, mask: int) -> bytes:
@@ -199,12 +199,12 @@ def test_records_round_trip_through_the_scanner(run: tuple[int, list[tuple[int, 
     for i, (kind, ts, stored) in enumerate(items):
         offsets.append(len(buf))
         fmt.encode_record(buf, first + i, kind, ts, stored)
-    sc = fmt.RecordScanner(bytes(buf), 0, first)
+    sc = scanner.RecordScanner(bytes(buf), 0, first)
     got = list(sc)
     assert [(o, lsn, k, ts, ln) for o, lsn, k, ts, ln in got] == [
         (offsets[i], first + i, kind, ts, len(stored)) for i, (kind, ts, stored) in enumerate(items)
     ]
-    assert (sc.verdict, sc.pos, sc.truncated) == (fmt.END, len(buf), False)
+    assert (sc.verdict, sc.pos, sc.truncated) == (scanner.END, len(buf), False)
     assert sc.last_lsn == (first + len(items) - 1 if items else None)
     assert sc.expected_lsn == first + len(items)
     for (off, lsn, kind, ts, ln), (_k, _t, stored) in zip(got, items, strict=True):
@@ -385,7 +385,7 @@ def test_every_prefix_of_plain_fixtures(name: str) -> None:
     """Every prefix decodes to END at a record boundary, else a truncated DAMAGED at the cut
     record's start (HeaderError below 48 bytes), with the earlier records intact."""
     fx = FX[name]
-    seen = {fmt.END: 0, fmt.SEALED: 0, fmt.DAMAGED: 0}
+    seen = {scanner.END: 0, scanner.SEALED: 0, scanner.DAMAGED: 0}
     for n in range(len(fx.data) + 1):
         data = fx.data[:n]
         want = expected_prefix(fx, n)
@@ -396,10 +396,10 @@ def test_every_prefix_of_plain_fixtures(name: str) -> None:
         got = scan_segment(data)
         check(got, want, f"{name}[:{n}]")
         seen[got.verdict] += 1
-        if got.verdict == fmt.SEALED:
+        if got.verdict == scanner.SEALED:
             assert got.seal == fx.seal
-    assert seen[fmt.END] == len(fx.records) + 1  # one per record boundary
-    assert seen[fmt.SEALED] == (fx.seal is not None)
+    assert seen[scanner.END] == len(fx.records) + 1  # one per record boundary
+    assert seen[scanner.SEALED] == (fx.seal is not None)
 
 
 def test_every_prefix_of_the_compressed_fixture() -> None:
@@ -448,11 +448,11 @@ def test_flip_classification_torn_or_corrupt(name: str) -> None:
     for i in range(H, len(fx.data)):
         data = flipped(fx.data, i, 0xFF)
         got = scan_segment(data)
-        assert got.verdict == fmt.DAMAGED
+        assert got.verdict == scanner.DAMAGED
         last_good = got.records[-1].lsn if got.records else fx.header.first_lsn - 1
         nxt = [s for s, _e in all_spans if s > got.pos]
         want = nxt[0] if nxt else None
-        assert fmt.find_continuation(data, got.pos, last_good) == want, (name, i)
+        assert scanner.find_continuation(data, got.pos, last_good) == want, (name, i)
 
 
 def test_every_byte_flip_of_the_compressed_fixture() -> None:
@@ -480,7 +480,7 @@ def test_every_byte_flip_of_the_compressed_fixture() -> None:
                    for _o, lsn, kind, ts, buf, p, ln in
                    segment.scan_compressed(fs, 0, seal, header.first_lsn, end)]
             hit = next(b for b in frames if b.offset <= i < b.offset + b.stored_len)
-            assert (end.verdict, end.offset) == (fmt.DAMAGED, hit.offset), (i, mask)
+            assert (end.verdict, end.offset) == (scanner.DAMAGED, hit.offset), (i, mask)
             assert "checksum" in end.reason
             assert got == [r.record() for r in fx.records[: frame_recs[hit.first_lsn]]]
 
@@ -509,7 +509,7 @@ def test_trailing_junk_after_a_sealed_segment(name: str, junk: bytes | str) -> N
         extra = junk
     data = fx.data + extra
     got = scan_segment(data)
-    check(got, Outcome(fmt.DAMAGED, len(fx.data), False, records_before(fx, len(fx.data))),
+    check(got, Outcome(scanner.DAMAGED, len(fx.data), False, records_before(fx, len(fx.data))),
           f"{name}+{extra[:8]!r}")
     assert "after the seal trailer" in got.reason
     assert got.seal == fx.seal  # the segment is whole: recovery trims the junk, never re-seals
@@ -524,12 +524,12 @@ def test_trailing_junk_after_an_active_segment(junk: bytes) -> None:
     fx = FX["v1-active.wal"]
     data = fx.data + junk
     got = scan_segment(data)
-    assert got.verdict == fmt.DAMAGED and got.pos == len(fx.data)
+    assert got.verdict == scanner.DAMAGED and got.pos == len(fx.data)
     assert got.records == records_before(fx, len(fx.data))
     if len(junk) < R:
         assert got.truncated
-    assert fmt.is_zero(data, got.pos) == (junk.count(0) == len(junk))
-    assert fmt.find_continuation(data, got.pos, 9) is None
+    assert scanner.is_zero(data, got.pos) == (junk.count(0) == len(junk))
+    assert scanner.find_continuation(data, got.pos, 9) is None
 
 
 # --------------------------------------------------------------------------- continuation, zero
@@ -540,18 +540,18 @@ def test_find_continuation_finds_the_next_valid_record() -> None:
     fx = FX["v1-sealed.wal"]
     recs = fx.records
     data = flipped(fx.data, recs[1].offset + R, 0x01)  # damage the payload of LSN 2
-    assert fmt.find_continuation(data, recs[1].offset, 1) == recs[2].offset
+    assert scanner.find_continuation(data, recs[1].offset, 1) == recs[2].offset
     # several damaged records in a row: the first intact one after them
     data2 = flipped(flipped(data, recs[2].offset + R, 0x01), recs[3].offset + R, 0x01)
-    assert fmt.find_continuation(data2, recs[1].offset, 1) == recs[4].offset
+    assert scanner.find_continuation(data2, recs[1].offset, 1) == recs[4].offset
     # LSNs at or below last_good are not a continuation
-    assert fmt.find_continuation(fx.data, recs[0].offset, 6) is None
+    assert scanner.find_continuation(fx.data, recs[0].offset, 6) is None
     # a record further ahead than max_ahead LSNs is not looked for
-    assert fmt.find_continuation(data2, recs[1].offset, 1, max_ahead=3) is None  # LSN 5 = 1 + 4
-    assert fmt.find_continuation(data2, recs[1].offset, 1, max_ahead=4) == recs[4].offset
+    assert scanner.find_continuation(data2, recs[1].offset, 1, max_ahead=3) is None  # LSN 5 = 1 + 4
+    assert scanner.find_continuation(data2, recs[1].offset, 1, max_ahead=4) == recs[4].offset
     # the record at ``start`` itself never counts, even when intact
-    assert fmt.find_continuation(fx.data, recs[1].offset, 1) == recs[2].offset
-    assert fmt.find_continuation(b"", 0, 0) is None
+    assert scanner.find_continuation(fx.data, recs[1].offset, 1) == recs[2].offset
+    assert scanner.find_continuation(b"", 0, 0) is None
 
 
 def test_find_continuation_ignores_lsn_lookalikes() -> None:
@@ -564,21 +564,21 @@ def test_find_continuation_ignores_lsn_lookalikes() -> None:
     odd = bytearray()
     fmt.encode_record(odd, 2, 9, 0.0, b"y")  # kind 9: valid CRC, unknown kind
     data = bytes(buf + bad + odd)
-    assert fmt.find_continuation(data, 0, 1) is None
+    assert scanner.find_continuation(data, 0, 1) is None
     good = bytearray()
     fmt.encode_record(good, 2, 1, 0.0, b"z")
-    assert fmt.find_continuation(data + good, 0, 1) == len(data)
+    assert scanner.find_continuation(data + good, 0, 1) == len(data)
 
 
 def test_is_zero() -> None:
     """is_zero is True exactly when every byte from ``start`` on is zero (or there is none)."""
-    assert fmt.is_zero(b"", 0)
-    assert fmt.is_zero(b"abc", 3)
-    assert fmt.is_zero(b"abc\0\0", 3)
-    assert fmt.is_zero(bytearray(100), 0)
-    assert fmt.is_zero(memoryview(b"x\0"), 1)
-    assert not fmt.is_zero(b"\0\0\x01", 0)
-    assert not fmt.is_zero(b"\0" * 50 + b"\x80" + b"\0" * 50, 10)
+    assert scanner.is_zero(b"", 0)
+    assert scanner.is_zero(b"abc", 3)
+    assert scanner.is_zero(b"abc\0\0", 3)
+    assert scanner.is_zero(bytearray(100), 0)
+    assert scanner.is_zero(memoryview(b"x\0"), 1)
+    assert not scanner.is_zero(b"\0\0\x01", 0)
+    assert not scanner.is_zero(b"\0" * 50 + b"\x80" + b"\0" * 50, 10)
 
 
 # --------------------------------------------------------------------------- whole vs split
@@ -623,12 +623,12 @@ def test_resumed_scanning_agrees_with_one_pass(name: str, step: int) -> None:
     upto = H
     while True:
         upto = min(len(full), upto + step)
-        sc = fmt.RecordScanner(full[:upto], pos, expected)
+        sc = scanner.RecordScanner(full[:upto], pos, expected)
         for off, lsn, kind, ts, ln in sc:
             recs.append(fmt.make_record(lsn, kind, ts, full[off + R : off + R + ln]))
         pos, expected = sc.pos, sc.expected_lsn
-        more = sc.verdict == fmt.END or (sc.verdict == fmt.DAMAGED and sc.truncated) or (
-            sc.verdict == fmt.SEALED)
+        more = sc.verdict == scanner.END or (sc.verdict == scanner.DAMAGED and sc.truncated) or (
+            sc.verdict == scanner.SEALED)
         if upto == len(full) or not more:
             break
     assert (sc.verdict, sc.pos, sc.truncated, recs) == (
@@ -652,9 +652,9 @@ def _full_read(data: bytes) -> list[fmt.Record]:
         raws = segment.scan_plain(fs, 0, len(data), header.first_lsn, end)
     out = [fmt.make_record(lsn, kind, ts, bytes(buf[p : p + ln]))
            for _o, lsn, kind, ts, buf, p, ln in raws]
-    if end.verdict == fmt.DAMAGED and end.offset is not None:
-        fmt.is_zero(data, min(end.offset, len(data)))
-        fmt.find_continuation(data, end.offset, end.last_lsn or 0)
+    if end.verdict == scanner.DAMAGED and end.offset is not None:
+        scanner.is_zero(data, min(end.offset, len(data)))
+        scanner.find_continuation(data, end.offset, end.last_lsn or 0)
     return out
 
 
@@ -677,7 +677,7 @@ def test_arbitrary_bytes_never_escape_with_foreign_errors(data: bytes, start: in
     _only_our_errors(lambda: fmt.decode_trailer(data))
     _only_our_errors(lambda: scan(data, None, min(start, len(data))))
     _only_our_errors(lambda: scan(data, start or None, 0))
-    _only_our_errors(lambda: fmt.find_continuation(data, 0, start))
+    _only_our_errors(lambda: scanner.find_continuation(data, 0, start))
     _only_our_errors(lambda: _full_read(fmt.encode_segment_header(1, 0.0) + data))
     _only_our_errors(lambda: _full_read(fmt.encode_segment_header(1, 0.0, 0, fmt.FLAG_ZSTD)
                                         + data))
@@ -697,7 +697,7 @@ def test_crc_valid_records_of_any_kind_decode_or_are_refused(
     for kind, lsn, payload in items:
         fmt.encode_record(buf, lsn, kind, 0.0, payload)
     _only_our_errors(lambda: _full_read(bytes(buf)))
-    sc = fmt.RecordScanner(bytes(buf), H, None)
+    sc = scanner.RecordScanner(bytes(buf), H, None)
     for off, lsn, kind, ts, ln in sc:
         rec = fmt.make_record(lsn, kind, ts, bytes(buf[off + R : off + R + ln]))
         assert rec.kind in set(fmt.RecordKind)
@@ -773,7 +773,7 @@ def test_extreme_field_values_survive_the_codec() -> None:
     for lsn, ts in [(2**64 - 1, -0.0), (1, math.inf), (2**63, 1e-300)]:
         buf = bytearray()
         fmt.encode_record(buf, lsn, 1, ts, b"")
-        got = list(fmt.RecordScanner(bytes(buf), 0, None))
+        got = list(scanner.RecordScanner(bytes(buf), 0, None))
         assert [(g[1], g[3]) for g in got] == [(lsn, ts)]
         assert math.copysign(1.0, got[0][3]) == math.copysign(1.0, ts)
 
@@ -787,12 +787,13 @@ def test_scanner_refuses_checkpoint_and_mark_records_of_impossible_size() -> Non
         at = len(buf)
         fmt.encode_record(buf, 2, kind, 0.0, payload)
         got = scan(bytes(buf), 1, 0)
-        assert (got.verdict, got.pos, got.truncated) == (fmt.DAMAGED, at, False), (kind, payload)
+        assert (got.verdict, got.pos, got.truncated) == (scanner.DAMAGED, at, False), \
+            (kind, payload)
         assert [r.lsn for r in got.records] == [1]
     for kind, payload in [(2, b"12345678"), (3, b"m"), (3, b"m" * 255)]:
         buf = bytearray()
         fmt.encode_record(buf, 1, kind, 0.0, payload)
-        assert scan(bytes(buf), 1, 0).verdict == fmt.END
+        assert scan(bytes(buf), 1, 0).verdict == scanner.END
 
 
 def test_replay_reads_past_a_record_boundary_on_a_read_boundary(tmp_path: Path) -> None:
@@ -854,4 +855,4 @@ def test_seal_with_an_undecodable_mark_name_is_refused_as_ours() -> None:
     fmt.encode_record(buf, 3, fmt.SEAL_KIND, 2.0, bytes(payload))
     buf += fmt.TRAILER.pack(seal_at, fmt.TRAILER_MAGIC)
     got = scan_segment(bytes(buf))
-    assert got.verdict == fmt.DAMAGED and got.pos == seal_at and got.seal is None
+    assert got.verdict == scanner.DAMAGED and got.pos == seal_at and got.seal is None

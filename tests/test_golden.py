@@ -21,7 +21,7 @@ import zstandard
 from _golden import FIXTURES, load_generator
 
 import lsnwal
-from lsnwal import compress, segment
+from lsnwal import compress, scanner, segment
 from lsnwal import format as fmt
 from lsnwal.fs import OsFileSystem
 from lsnwal.names import WalPaths, segment_name
@@ -183,7 +183,7 @@ def test_segment_reader_decodes_each_fixture(name: str) -> None:
     got = [fmt.make_record(lsn, kind, ts, bytes(buf[p : p + ln]))
            for _off, lsn, kind, ts, buf, p, ln in raws]
     assert got == [r.record() for r in fx.records]
-    assert end.verdict == (fmt.SEALED if fx.seal is not None else fmt.END)
+    assert end.verdict == (scanner.SEALED if fx.seal is not None else scanner.END)
     assert end.offset == fx.data_end
     if not header.compressed:
         assert [raw[0] for raw in raws] == [r.offset for r in fx.records]

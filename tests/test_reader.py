@@ -18,6 +18,7 @@ import pytest
 
 import lsnwal
 from lsnwal import format as fmt
+from lsnwal import scanner
 from lsnwal.names import segment_name
 
 STRESS = os.environ.get("LSNWAL_STRESS") == "1"  # as conftest.stress_enabled()
@@ -120,7 +121,7 @@ def test_a_truncated_middle_segment_ends_every_read(
         original = seg.read_bytes()
         data_end = fmt.decode_trailer(original)
         assert data_end is not None
-        prev_last = fmt.RecordScanner(chain(root)[segs.index(seg) - 1].read_bytes(), H,
+        prev_last = scanner.RecordScanner(chain(root)[segs.index(seg) - 1].read_bytes(), H,
                                       None).records()[-1][1]
         for cut in _cut_points(len(original)):
             seg.write_bytes(original[:cut])

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TextIO
 
 from .. import format as fmt
+from .. import scanner
 from ..archive import PruneCandidate
 from ..config import WalConfig
 from ..errors import RecoveryTargetError
@@ -317,11 +318,11 @@ def _as_archived(s: Seg, paths: WalPaths) -> Seg | None:
     an unsealed segment) and archives it under its first LSN's name; a segment
     holding no record is deleted instead (None).
     """
-    if s.count == 0 and s.end.verdict != fmt.SEALED:
+    if s.count == 0 and s.end.verdict != scanner.SEALED:
         return None
     v = Seg(os.path.join(paths.archive, segment_name(s.first_lsn)), "archive", s.first_lsn)
     v.header = s.header
-    if s.end.verdict == fmt.SEALED and s.end.seal is not None:
+    if s.end.verdict == scanner.SEALED and s.end.seal is not None:
         v.seal = s.end.seal
         v.size = os.path.getsize(s.path)
     else:
