@@ -65,6 +65,9 @@ def _convert(recs: list[tuple[int, int, int, float, int]], data: bytes | bytearr
             for rel, lsn, kind, ts, ln in recs]
 
 
+#: crc, length, lsn, timestamp, kind (flags and reserved are not read)
+_CHECKED_FIELDS = struct.Struct("<IIQdB3x")
+
 END = "end"  # the data ended exactly at a record boundary
 SEALED = "sealed"  # a valid seal and trailer closed the segment
 DAMAGED = "damaged"  # a record could not be decoded at ``pos`` (see ``reason``)
@@ -137,22 +140,17 @@ class RecordScanner:
         n = len(data)
         pos = self.pos
         expected = self.expected_lsn
-        unpack = RECORD_HEADER.unpack_from
+        unpack = _CHECKED_FIELDS.unpack_from
         crc = crc32c
         out: list[tuple[int, int, int, float, int]] = []
         append = out.append
         mv = memoryview(data)
         special = False  # a record of another kind than DATA was decoded
+        last = min(n - RECORD_HEADER_SIZE, stop - 1)  # the last offset a record may start at
         try:
-            while True:
-                if pos + 28 > n:
-                    if pos != n:
-                        self._damage("truncated record header", truncated=True)
-                    break
-                if pos >= stop:
-                    break
-                c, ln, lsn, ts, kind, _fl, _res = unpack(data, pos)
-                end = pos + 28 + ln
+            while pos <= last:
+                c, ln, lsn, ts, kind = unpack(data, pos)
+                end = pos + 28 + ln  # 28: RECORD_HEADER_SIZE, inlined (the hot path)
                 if end > n:
                     self._damage(f"record length {ln} runs past the data", truncated=True)
                     break
@@ -176,6 +174,9 @@ class RecordScanner:
                 append((pos, lsn, kind, ts, ln))
                 expected = lsn + 1
                 pos = end
+            else:  # no record header fits at ``pos`` (or ``stop`` was reached)
+                if pos + RECORD_HEADER_SIZE > n and pos != n:
+                    self._damage("truncated record header", truncated=True)
         finally:
             mv.release()
         if out:
