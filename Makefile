@@ -58,6 +58,7 @@ bench: $(VENV)/.bench
 	$(PY) stress/bench_append.py --out $(BENCH_OUT)
 	$(PY) stress/bench_commit.py --out $(BENCH_OUT) --plot $(BENCH_IMG)/commits.png
 	$(PY) stress/bench_replay.py --out $(BENCH_OUT) --plot $(BENCH_IMG)/scans.png
+	$(PY) stress/reader_latency.py --out $(BENCH_OUT)
 	$(PY) stress/bench_ship.py
 
 bench-docs:
@@ -68,6 +69,7 @@ bench-quick: $(VENV)/.bench
 	$(PY) stress/bench_append.py --quick
 	$(PY) stress/bench_commit.py --quick
 	$(PY) stress/bench_replay.py --quick
+	$(PY) stress/reader_latency.py --commits 50
 
 docs: $(VENV)/.docs
 	$(VENV)/bin/mkdocs build --strict

@@ -1,7 +1,8 @@
 """Write docs/benchmarks.md from its template and the figures of one ``make bench-docs`` run.
 
 Owns the page's tables and the figures quoted in its text: every ``@@KEY@@`` of
-``stress/benchmarks_page.md.in`` is filled from ``docs/results/{commit,append,replay}.json``,
+``stress/benchmarks_page.md.in`` is filled from
+``docs/results/{commit,append,replay,follow}.json``,
 so the page always shows one run. Rule: a placeholder left unfilled is an error. The prose
 around the figures is the template's; read it again after a new run, since what a figure
 means can change. Usage: ``python stress/bench_page.py [--check]`` (``--check`` writes
@@ -25,6 +26,7 @@ Doc = dict[str, Any]
 c: Doc = json.loads((R / "commit.json").read_text(encoding="utf-8"))
 a: Doc = json.loads((R / "append.json").read_text(encoding="utf-8"))
 s: Doc = json.loads((R / "replay.json").read_text(encoding="utf-8"))
+f: Doc = json.loads((R / "follow.json").read_text(encoding="utf-8"))
 
 
 def res(doc: Doc, name: str) -> dict[str, Any]:
@@ -181,6 +183,15 @@ def main() -> int:
     V["R_REPLAY"] = ratio(rate(s, "replay()"), sb)
     V["R_RAW"] = ratio(rate(s, "open_reader().iter_raw()"), sb)
     V["R_ACTIVE"] = ratio(rate(s, "replay(), unsealed active segment"), sb)
+    flab = {"inotify": "inotify, then polling for the publish",
+            "polling fallback": "polling fallback (`LSNWAL_NO_INOTIFY=1`)"}
+    V["FOLLOW_TABLE"] = h.table(
+        ["wake-up", "median", "p90", "p99", "max"],
+        [[flab.get(r["name"], r["name"])] + [f"{r[k] * 1e3:.1f} ms" for k in
+                                             ("median_s", "p90_s", "p99_s", "max_s")]
+         for r in f["rows"]])
+    V["FOLLOW_N"] = f"{f['commits']:,}"
+    V["FOLLOW_MS"] = f"{f['interval_ms']:g}"
     text = (ROOT / "stress" / "benchmarks_page.md.in").read_text(encoding="utf-8")
     missing = set(re.findall(r"@@(\w+)@@", text)) - set(V)
     for k, v in V.items():

@@ -7,18 +7,22 @@ the call returned (the watermark is published before ``sync()`` returns, by the
 WAL itself or here with ``WatermarkWriter`` when the WAL does not publish yet).
 The follower (a child process) notes when ``follow()`` yields each record. Both
 use ``time.monotonic()``, one clock for the whole machine on Linux.
-Usage: ``python stress/reader_latency.py [--commits N] [--interval-ms MS]``.
+With ``--out DIR`` the figures also go to ``DIR/follow.json`` and ``DIR/follow.txt``
+(``make bench-docs`` puts them on the benchmarks page).
+Usage: ``python stress/reader_latency.py [--commits N] [--interval-ms MS] [--out DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import lsnwal
 from lsnwal.fs import OsFileSystem
@@ -71,14 +75,27 @@ def main() -> None:
     ap.add_argument("--commits", type=int, default=500)
     ap.add_argument("--interval-ms", type=float, default=5.0)
     ap.add_argument("--poll-max-s", type=float, default=0.5)
+    ap.add_argument("--out", type=Path, default=None, help="write follow.json/.txt here")
     args = ap.parse_args()
+    rows = []
+    lines = []
     for polling in (False, True):
         lat = sorted(run(args.commits, args.interval_ms / 1000, polling, args.poll_max_s))
         q = statistics.quantiles(lat, n=100)
         name = "polling fallback" if polling else "inotify"
-        print(f"{name:<17} n={len(lat)}  median {statistics.median(lat) * 1e3:7.3f} ms  "
-              f"p90 {q[89] * 1e3:7.3f} ms  p99 {q[98] * 1e3:7.3f} ms  max {lat[-1] * 1e3:7.3f} ms",
-              flush=True)
+        line = (f"{name:<17} n={len(lat)}  median {statistics.median(lat) * 1e3:7.3f} ms  "
+                f"p90 {q[89] * 1e3:7.3f} ms  p99 {q[98] * 1e3:7.3f} ms  "
+                f"max {lat[-1] * 1e3:7.3f} ms")
+        print(line, flush=True)
+        lines.append(line)
+        rows.append({"name": name, "n": len(lat), "median_s": statistics.median(lat),
+                     "p90_s": q[89], "p99_s": q[98], "max_s": lat[-1]})
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        doc = {"commits": args.commits, "interval_ms": args.interval_ms,
+               "python": sys.version.split()[0], "cpus": os.cpu_count(), "rows": rows}
+        (args.out / "follow.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        (args.out / "follow.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
