@@ -377,6 +377,26 @@ def test_make_record_and_record_accessors() -> None:
         hash(data)
 
 
+def test_records_are_immutable_values_that_survive_pickling_and_copies() -> None:
+    """A Record cannot be changed, equals only Records with the same fields (never the bare
+    tuple of its fields), and pickles and copies to an equal Record of the same type."""
+    import copy
+    import pickle
+
+    rec = fmt.make_record(5, 2, 1.25, fmt.encode_checkpoint_payload(3, b"app"))
+    for attr, value in [("lsn", 6), ("payload", b"x"), ("kind", fmt.RecordKind.DATA),
+                        ("timestamp", 0.0), ("checkpoint_lsn", 1), ("other", 1)]:
+        with pytest.raises(AttributeError):
+            setattr(rec, attr, value)
+    fields = (5, fmt.RecordKind.CHECKPOINT, 1.25, b"app", 3)
+    assert rec != fields and fields != rec and not (rec == fields)
+    for twin in (pickle.loads(pickle.dumps(rec, protocol=p))
+                 for p in range(pickle.HIGHEST_PROTOCOL + 1)):
+        assert type(twin) is fmt.Record and twin == rec and twin.checkpoint_lsn == 3
+    assert copy.copy(rec) == rec and copy.deepcopy(rec) == rec
+    assert fmt.Record(5, fmt.RecordKind.CHECKPOINT, 1.25, b"app", 3) == rec
+
+
 # --------------------------------------------------------------------------- every prefix
 
 
