@@ -20,7 +20,8 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
+from typing import TypeVar, cast
 
 from . import format as fmt
 from . import scanner
@@ -125,6 +126,32 @@ def plan(
     return from_lsn, stop
 
 
+_T = TypeVar("_T")
+
+
+class Batched(itertools.chain[_T]):
+    """An iterator over items produced a list at a time, that can be closed like a generator.
+
+    Iterating runs at C speed (``itertools.chain``); ``close()`` closes the generator of
+    lists at once, releasing the segment it holds open (as closing a generator does).
+    """
+
+    _source: Generator[list[_T], None, None]
+
+    @classmethod
+    def over(cls, source: Generator[list[_T], None, None]) -> Batched[_T]:
+        """Items of the lists ``source`` yields, in order."""
+        it = cast("Batched[_T]", cls.from_iterable(source))
+        it._source = source
+        return it
+
+    def close(self) -> None:
+        """Stop early: close the source; nothing more is yielded (idempotent)."""
+        self._source.close()
+        for _ in self:  # the rest of the batch under way: dropped, as a generator would
+            pass
+
+
 def records(
     chain: Chain,
     start: int | None,
@@ -137,11 +164,10 @@ def records(
 ) -> Iterator[fmt.Record]:
     """The records from ``start`` to ``stop`` (and the time target), built a chunk at a time.
 
-    The records of a chunk are built by the decoder itself (``format.BUILD_RECORDS``)
+    The records of a chunk are built by the decoder itself (``scanner.BUILD_RECORDS``)
     and handed out through ``itertools.chain``: no Python frame runs per record here.
     """
-    return itertools.chain.from_iterable(
-        _batches(chain, start, stop, t_target, inclusive, kinds, quiet, hint))
+    return Batched.over(_batches(chain, start, stop, t_target, inclusive, kinds, quiet, hint))
 
 
 def _batches(
@@ -153,7 +179,7 @@ def _batches(
     kinds: frozenset[fmt.RecordKind] | None,
     quiet: bool,
     hint: tuple[int, int] | None,
-) -> Iterator[list[fmt.Record]]:
+) -> Generator[list[fmt.Record], None, None]:
     """``records`` as one list per decoded chunk (the checks before and after included)."""
     lo = start if start is not None else 0
     hi = stop if stop is not None else 1 << 63
@@ -205,12 +231,12 @@ def iter_raw(
     chain: Chain, start: int | None, stop: int | None, hint: tuple[int, int] | None = None
 ) -> Iterator[tuple[int, bytes]]:
     """``(lsn, payload)`` of every DATA record from ``start`` to ``stop``: no Record built."""
-    return itertools.chain.from_iterable(_raw_batches(chain, start, stop, hint))
+    return Batched.over(_raw_batches(chain, start, stop, hint))
 
 
 def _raw_batches(
     chain: Chain, start: int | None, stop: int | None, hint: tuple[int, int] | None
-) -> Iterator[list[tuple[int, bytes]]]:
+) -> Generator[list[tuple[int, bytes]], None, None]:
     lo = start if start is not None else 0
     hi = stop if stop is not None else 1 << 63
     for _loc, chunk in chain.walk(start, stop, hint=hint, build=scanner.BUILD_RAW):

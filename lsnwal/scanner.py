@@ -197,7 +197,7 @@ class RecordScanner:
         """
         stop = len(self.data) if limit is None else min(limit, len(self.data))
         first = self.expected_lsn
-        if self.checked and first is not None:
+        if self.checked and first is not None and self.pos <= len(self.data):
             out = self._records_checked(mode, stop)
             assert self.expected_lsn is not None
             self.count = self.expected_lsn - first
@@ -232,6 +232,7 @@ class RecordScanner:
         start_lsn = expected
         new, rec, kd = _tuple_new, Record, RecordKind.DATA
         while True:
+            loop_start = pos
             if mode == BUILD_RECORDS:
                 # Plain tuples first, made Records by one C-level map below: a call of
                 # tuple.__new__ per record from Python costs more than the whole loop body.
@@ -270,7 +271,8 @@ class RecordScanner:
                     append((pos, lsn, kind, ts, ln))
                     pos += 28 + ln
                     expected += 1
-            if pos > n:  # the last record runs past the data: take it back, let _scan say so
+            if pos > n and pos != loop_start:  # the last record taken runs past the data:
+                # take it back and let _scan say so
                 pos -= 28 + ln
                 expected -= 1
                 if mode != BUILD_COUNT:

@@ -109,8 +109,13 @@ def plain_chunks(
     need = CHUNK_BYTES
     while True:
         avail = size - file_off
-        data = carry + fs.pread(fd, min(max(need, CHUNK_BYTES), avail), file_off) if avail > 0 \
-            else carry
+        data = carry
+        if avail > 0:
+            want = min(max(need, CHUNK_BYTES), avail)
+            got = fs.pread(fd, want, file_off)
+            if len(got) < want:  # the file got shorter under us (a cut): it ends here now
+                size = file_off + len(got)
+            data = carry + got
         base = file_off - len(carry)
         file_off += len(data) - len(carry)
         scan = scanner.RecordScanner(data, 0, expected_lsn, base)
@@ -186,8 +191,8 @@ def sealed_chunks(
             i += 1
         base = group[0].offset
         data = fs.pread(fd, nbytes, base)
-        if len(data) != nbytes:
-            end.verdict, end.offset = scanner.DAMAGED, base + len(data)
+        if len(data) != nbytes:  # nothing of this group is decoded: the damage starts here
+            end.verdict, end.offset = scanner.DAMAGED, base
             end.reason, end.truncated = "segment shorter than its index", True
             return
         scan = scanner.RecordScanner(data, max(start - base, 0), expected_lsn, base,

@@ -389,7 +389,8 @@ def test_records_are_immutable_values_that_survive_pickling_and_copies() -> None
         with pytest.raises(AttributeError):
             setattr(rec, attr, value)
     fields = (5, fmt.RecordKind.CHECKPOINT, 1.25, b"app", 3)
-    assert rec != fields and fields != rec and not (rec == fields)
+    assert rec != fields and fields != rec
+    assert (rec == fields) is False and (fields == rec) is False
     for twin in (pickle.loads(pickle.dumps(rec, protocol=p))
                  for p in range(pickle.HIGHEST_PROTOCOL + 1)):
         assert type(twin) is fmt.Record and twin == rec and twin.checkpoint_lsn == 3

@@ -230,7 +230,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 0
     rng = f" (LSN {first.lsn}..{last.lsn})" if first and last else ""
     kinds = ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
-    print(f"replayed {n} records{rng} in {elapsed:.2f} s: {kinds}; every checksum verified")
+    print(f"replayed {n} records{rng} in {elapsed:.2f} s: {kinds}; "
+          "every byte checked against its CRC32C")
     if first and last:
         print(f"  time      {_fmt_time(first.timestamp)} .. {_fmt_time(last.timestamp)}")
     if last_cp is not None:
