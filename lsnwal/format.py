@@ -354,15 +354,18 @@ def blocks_intact(data: bytes | memoryview, blocks: list[Block], base: int) -> b
 
     A block CRC of 0 means "not recorded" (plain segments written by lsnwal 0.1).
     """
+    return all(b.crc for b in blocks) and first_bad_block(data, blocks, base) is None
+
+
+def first_bad_block(data: bytes | memoryview, blocks: list[Block], base: int) -> Block | None:
+    """The first block with a recorded CRC (not 0) that does not match its bytes, or None."""
     mv = memoryview(data)
     try:
         for b in blocks:
-            if b.crc == 0:
-                return False
             rel = b.offset - base
-            if crc32c(mv[rel : rel + b.raw_len]) != b.crc:
-                return False
-        return True
+            if b.crc and crc32c(mv[rel : rel + b.raw_len]) != b.crc:
+                return b
+        return None
     finally:
         mv.release()
 

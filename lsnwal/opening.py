@@ -32,7 +32,6 @@ from .config import WalConfig
 from .fs import FailpointHook, FileSystem, SyncBackend, sync_dir_at
 from .names import TMP_SUFFIX, WalPaths, segment_name
 from .recovery import Analysis, analyze, apply_cuts
-from .segment import seal_with_crcs
 from .spares import SPARE_PREFIX, SPARE_SUFFIX, SparePool
 from .store.connect import ShipTarget
 from .sync import SegmentSyncManager
@@ -140,13 +139,8 @@ def _seal_recovered(
         if seg.count == 0 and seg.end.verdict != scanner.SEALED:
             fs.unlink(seg.path)  # header-only: nothing to keep, LSNs continue anyway
             continue
-        seal = None
-        if seg.end.verdict != scanner.SEALED:  # block CRCs from the records recovery kept
-            rfd = fs.open_read(seg.path)
-            try:
-                seal = seal_with_crcs(fs, rfd, seg.rebuilt_seal())
-            finally:
-                fs.close(rfd)
+        # block CRCs: computed by the scan from the bytes whose records it checked
+        seal = seg.rebuilt_seal() if seg.end.verdict != scanner.SEALED else None
         fd = fs.open_write(seg.path)
         try:
             if seal is not None:

@@ -8,7 +8,6 @@ scan stopped (file offset, verdict, reason).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +52,9 @@ class ScanEnd:
     truncated: bool = False
     seal: fmt.Seal | None = None
     last_lsn: int | None = None
+    #: file offset of the first index block whose CRC in the seal does not match bytes
+    #: whose records all checked out by their own CRCs (the seal is wrong, not the data)
+    bad_block_crc: int | None = None
 
 
 class Chunk:
@@ -195,9 +197,13 @@ def sealed_chunks(
             end.verdict, end.offset = scanner.DAMAGED, base
             end.reason, end.truncated = "segment shorter than its index", True
             return
+        bad = fmt.first_bad_block(data, group, base)
         scan = scanner.RecordScanner(data, max(start - base, 0), expected_lsn, base,
-                                 checked=fmt.blocks_intact(data, group, base))
+                                     checked=bad is None and all(b.crc for b in group))
         yield from _decode(scan, base, data, build, end)
+        if bad is not None and scan.verdict == scanner.END and scan.pos == nbytes \
+                and end.bad_block_crc is None:
+            end.bad_block_crc = bad.offset  # the records decide (they are whole)
         if scan.verdict != scanner.END or scan.pos != nbytes:
             end.verdict, end.offset, end.reason = scanner.DAMAGED, base + scan.pos, scan.reason
             end.truncated = scan.truncated
@@ -211,15 +217,6 @@ def sealed_chunks(
         end.reason = f"records end at LSN {expected_lsn - 1}, the seal says {seal.last_lsn}"
         return
     end.verdict, end.offset, end.seal = scanner.SEALED, seal.data_end, seal
-
-
-def seal_with_crcs(fs: FileSystem, fd: int, seal: fmt.Seal) -> fmt.Seal:
-    """``seal`` with each plain block's CRC32C computed from the file (recovery's seals)."""
-    blocks = tuple(
-        dataclasses.replace(b, crc=fmt.crc32c(fs.pread(fd, b.raw_len, b.offset)))
-        for b in seal.blocks
-    )
-    return dataclasses.replace(seal, blocks=blocks)
 
 
 def compressed_chunks(

@@ -112,6 +112,7 @@ def read_segment(
         for chunk in chunks:
             count += chunk.count
             yield chunk
+        _bad_block_crc(report, loc.path, end)
         if end.verdict != scanner.SEALED:
             _damage(report, end.reason or "archived segment ends without its seal",
                     loc.path, end.offset,
@@ -138,6 +139,7 @@ def read_live(
             for chunk in sealed_chunks(fs, fd, size, seal, expected, end, off, build):
                 count += chunk.count
                 yield chunk
+            _bad_block_crc(report, loc.path, end)
             if end.verdict == scanner.SEALED:
                 out.append(SegEnd(seal.last_lsn, True, seal, count, end.offset))
                 return
@@ -176,6 +178,15 @@ def read_live(
         # decides whether the log ends here too.
         out.append(SegEnd(expected - 1, False, None, count, off, torn=torn))
         return
+
+
+def _bad_block_crc(report: Report | None, path: str, end: ScanEnd) -> None:
+    """Tell ``verify`` (not a replay: the records are whole) about a seal whose block CRC
+    disagrees with records that all match their own CRCs."""
+    if report is not None and end.bad_block_crc is not None:
+        report(path, end.bad_block_crc, None,
+               "an index block's CRC in the seal does not match its records "
+               "(each record matches its own CRC)")
 
 
 def _damage(report: Report | None, reason: str, path: str, offset: int | None,

@@ -213,16 +213,23 @@ def scan_live(fs: FileSystem, seg: Seg) -> None:
         interval = fmt.INDEX_INTERVAL_BYTES
         count = 0
         hsize = fmt.RECORD_HEADER_SIZE
+        block_crc = 0  # CRC32C of the current block, from the very bytes whose records were checked
+        records_end = fmt.HEADER_SIZE
         for chunk in plain_chunks(fs, fd, seg.size, h.first_lsn, end):
             base, data, recs = chunk.base, chunk.data, chunk.recs
-            # Summaries per ~1 MiB chunk, not per record: this loop is open()'s hot path.
+            # Summaries per chunk, not per record: this loop is open()'s hot path.
             if count == 0:
                 seg.first_ts = recs[0][3]
             off0 = base + recs[0][0]
             if off0 - block_off >= interval:
                 seg.blocks.append(fmt.Block(block_lsn, block_ts, block_off, off0 - block_off,
-                                            off0 - block_off))
+                                            off0 - block_off, block_crc))
                 block_off, block_lsn, block_ts = off0, recs[0][1], prev_ts
+                block_crc = 0
+            last = recs[-1]
+            records_end = base + last[0] + hsize + last[4]
+            block_crc = fmt.crc32c(memoryview(data)[recs[0][0] : last[0] + hsize + last[4]],
+                                   block_crc)
             count += len(recs)
             prev_ts = recs[-1][3]
             for _rel, lsn, kind, ts, ln in [r for r in recs if r[2] != _DATA]:
@@ -241,9 +248,11 @@ def scan_live(fs: FileSystem, seg: Seg) -> None:
         data_end = end.offset if end.verdict != scanner.END else seg.size
         if end.seal is not None:  # sealed, or sealed and followed by junk
             data_end = end.seal.data_end
-        if data_end > block_off:
+        if data_end > block_off:  # (the CRC stays 0, "not recorded", if the records do not
+            # end exactly at data_end: readers then check them one by one)
+            ends_there = data_end == records_end
             seg.blocks.append(fmt.Block(block_lsn, block_ts, block_off, data_end - block_off,
-                                        data_end - block_off))
+                                        data_end - block_off, block_crc if ends_there else 0))
         seg.data_end = data_end
         seg.seal = end.seal
     finally:

@@ -229,18 +229,26 @@ def test_zeroed_block_crcs_read_the_same_records(template: Path, tmp_path: Path)
     assert want[1][0] and want[1][1] > 4000
 
 
-def test_a_wrong_block_crc_leaves_the_decision_to_the_records(template: Path,
-                                                               tmp_path: Path) -> None:
-    """A seal whose block CRC does not match intact records: the records' CRCs decide."""
+@pytest.mark.parametrize("state", ["archive", "pending"])
+def test_a_wrong_block_crc_leaves_the_decision_to_the_records(template: Path, tmp_path: Path,
+                                                               state: str) -> None:
+    """A seal whose block CRC does not match intact records: the records' CRCs decide
+    (replay gives every record), and verify reports the seal's block, and nothing else."""
     root = tmp_path / "wal"
     shutil.copytree(template, root)
     want = outcome(template)
     p = archived(root)[1]
+    if state == "pending":
+        p = p.rename(root / "pending" / p.name)
+        (root / "archive.index").unlink(missing_ok=True)
     s = seal_of(p)
     blocks = list(s.blocks)
     blocks[1] = dataclasses.replace(blocks[1], crc=blocks[1].crc ^ 1)
     reseal(p, dataclasses.replace(s, blocks=tuple(blocks)))
-    assert outcome(root) == want
+    recs, (ok, count, problems) = outcome(root)
+    assert recs == want[0] and count == want[1][1] and not ok
+    assert [pr[:3] for pr in problems] == [(p.name, blocks[1].offset, None)]
+    assert "block's CRC" in problems[0][3]
 
 
 def _flip_points(path: Path) -> list[int]:
