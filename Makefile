@@ -43,7 +43,7 @@ stress: $(VENV)/.test
 		tests/test_store.py tests/test_store_read.py tests/test_ship.py \
 		tests/test_commit_path.py tests/test_rename_order.py tests/test_close_waiters.py \
 		tests/test_append_kill9.py tests/test_commit_faults.py \
-		tests/test_reader.py tests/test_reader_moves.py tests/test_reader_live.py \
+		tests/test_reader.py tests/test_reader_moves.py tests/test_reader_live.py tests/test_block_crc.py \
 		tests/test_recovery_damage.py tests/test_recovery_watermark.py
 	$(PY) stress/crash_loop.py --cycles 500
 	$(PY) stress/soak.py --seconds 60
