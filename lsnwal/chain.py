@@ -23,7 +23,8 @@ kept here (invariant 13: a reader never invents damage):
   when the segment before it is gone too (retention only cuts the oldest end);
   otherwise a gap (``WalCorruptionError`` naming both neighbouring files). Pruned
   and gap are reported only when several looks over ~30 ms agree: a listing that
-  races a move may show a segment under neither name for an instant.
+  races a move may show a segment under neither name for an instant. (Not needed,
+  and skipped, when no WAL directory changed in the last second.)
 * **Every loop makes progress or raises.** An archived segment must be sealed, and
   a segment that yields no record where records are expected is a gap.
 * The published ``WATERMARK`` bounds ``durable_only`` reads: a reader never yields
@@ -50,6 +51,8 @@ _RELOCATE_TRIES = 20
 #: looks (with growing sleeps: about 30 ms in all) before a missing segment is reported
 _SETTLE_LOOKS = 5
 _SETTLE_S = 0.002
+#: directories unchanged for this long cannot be in the middle of a move: no settling
+_QUIET_S = 1.0
 
 class Chain:
     """The segment chain of one WAL directory as a live reader sees it (module docstring)."""
@@ -318,7 +321,8 @@ class Chain:
                             break
                 if new is None and not end.damaged:
                     problem = self.missing(nxt, loc.path, loc.header.first_lsn)
-                    for i in range(_SETTLE_LOOKS if problem is not None else 0):
+                    settle = problem is not None and not self._quiet()
+                    for i in range(_SETTLE_LOOKS if settle else 0):
                         # Pruned or a gap is final; a file in the middle of a move is not
                         # (a directory listing that races a rename may show neither name).
                         # Report only what several looks over a few milliseconds agree on.
@@ -346,6 +350,16 @@ class Chain:
             finally:
                 self.fs.close(loc.fd)
             loc, resume = new, None
+
+    def _quiet(self) -> bool:
+        """True when no WAL directory changed for ``_QUIET_S``: then no rename, create or
+        unlink can have raced the listing just taken, and what it shows is settled."""
+        try:
+            newest = max(self.fs.mtime(d) for d in (self.paths.root, self.paths.pending,
+                                                    self.paths.archive) if self.fs.isdir(d))
+        except (OSError, KeyError, ValueError):
+            return False
+        return time.time() - newest > _QUIET_S
 
     def _next_listed(self, after: int) -> Loc | None:
         """The first segment listed with a first LSN above ``after`` (to go on past damage)."""
@@ -377,7 +391,7 @@ class Chain:
                 cand = firsts[0]
             else:
                 below = [f for f in firsts if f <= from_lsn]
-                if not below and attempt < _SETTLE_LOOKS:  # out of sight for an instant?
+                if not below and attempt < _SETTLE_LOOKS and not self._quiet():  # moving?
                     time.sleep(_SETTLE_S * (attempt + 1))
                     continue
                 if not below:

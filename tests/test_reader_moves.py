@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -176,6 +177,10 @@ class HidingFs(OsFileSystem):
         """Look, as if the hidden segment were not there while the budget lasts."""
         return False if self._hide(path) else super().exists(path)
 
+    def mtime(self, path: str) -> float:
+        """Now: a segment moves, so its directories keep changing."""
+        return time.time()
+
 
 def _middle(root: Path) -> Path:
     """A segment with others before and after it (pending or archived)."""
@@ -226,3 +231,27 @@ def test_a_start_out_of_sight_for_an_instant_is_not_reported_pruned(
     got = [(r.lsn, r.payload) for r in lsnwal.replay(plain, from_lsn=oldest + 1, fs=fs)]
     assert got == expected[1:]
     assert fs.hidden == budget
+
+
+def test_a_quiet_directory_is_believed_at_once(template: tuple[Path, Path],
+                                               tmp_path: Path) -> None:
+    """When no WAL directory changed for a while nothing can be moving: a missing segment is
+    reported after one look (no settling), the same gap as after settling."""
+    plain, _zstd = template
+    root = tmp_path / "wal"
+    shutil.copytree(plain, root)
+    parsed = parse_segment_name(_middle(root).name)
+    assert parsed is not None
+    old = time.time() - 3600
+    for d in (root, root / "pending", root / "archive"):
+        os.utime(d, (old, old))
+
+    class QuietHidingFs(HidingFs):
+        def mtime(self, path: str) -> float:
+            return OsFileSystem.mtime(self, path)
+
+    quiet, moving = QuietHidingFs(parsed[0], 10**9), HidingFs(parsed[0], 10**9)
+    for fs in (quiet, moving):
+        with pytest.raises(lsnwal.WalCorruptionError, match="LSN gap between segments"):
+            list(lsnwal.replay(root, fs=fs))
+    assert 0 < quiet.hidden < moving.hidden  # settling looked again; a quiet directory did not
