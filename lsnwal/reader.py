@@ -28,8 +28,7 @@ from .chain import Chain
 from .config import WalConfig
 from .fs import FileSystem, OsFileSystem
 from .names import WalPaths
-from .replay import iter_raw as _iter_raw
-from .replay import marks, plan, records, tail_lsn, validate
+from .replay import Batched, marks, plan, raw_batches, record_batches, tail_lsn, validate
 from .watermark import Watermark, read_watermark
 
 if TYPE_CHECKING:
@@ -144,7 +143,8 @@ class WalReader:
         start, stop = plan(self.chain, from_lsn, until_lsn, until_mark, inclusive, durable)
         quiet = self.config.recovery_mode == "stop_at_corruption"
         hint = self._check_from(start)
-        return records(self.chain, start, stop, t_target, inclusive, kind_set, quiet, hint)
+        return Batched.over(record_batches(self.chain, start, stop, t_target, inclusive,
+                                           kind_set, quiet, hint))
 
     def _check_from(self, start: int | None) -> tuple[int, int] | None:
         """Find ``start``'s segment now: a pruned start raises here, not at the first record."""
@@ -166,7 +166,7 @@ class WalReader:
         validate(from_lsn, until_lsn, None, None, None)
         durable = self.synced_lsn if durable_only else None
         start, stop = plan(self.chain, from_lsn, until_lsn, None, True, durable)
-        return _iter_raw(self.chain, start, stop, self._check_from(start))
+        return Batched.over(raw_batches(self.chain, start, stop, self._check_from(start)))
 
     def list_marks(self) -> list[tuple[str, int, float]]:
         """Every named restore point as ``(name, lsn, timestamp)``, in LSN order."""

@@ -152,25 +152,7 @@ class Batched(itertools.chain[_T]):
             pass
 
 
-def records(
-    chain: Chain,
-    start: int | None,
-    stop: int | None,
-    t_target: float | None,
-    inclusive: bool,
-    kinds: frozenset[fmt.RecordKind] | None,
-    quiet: bool,
-    hint: tuple[int, int] | None = None,
-) -> Iterator[fmt.Record]:
-    """The records from ``start`` to ``stop`` (and the time target), built a chunk at a time.
-
-    The records of a chunk are built by the decoder itself (``scanner.BUILD_RECORDS``)
-    and handed out through ``itertools.chain``: no Python frame runs per record here.
-    """
-    return Batched.over(_batches(chain, start, stop, t_target, inclusive, kinds, quiet, hint))
-
-
-def _batches(
+def record_batches(
     chain: Chain,
     start: int | None,
     stop: int | None,
@@ -180,7 +162,11 @@ def _batches(
     quiet: bool,
     hint: tuple[int, int] | None,
 ) -> Generator[list[fmt.Record], None, None]:
-    """``records`` as one list per decoded chunk (the checks before and after included)."""
+    """The records from ``start`` to ``stop`` (and the time target), one list per decoded chunk.
+
+    The records of a chunk are built by the decoder itself (``scanner.BUILD_RECORDS``);
+    wrapped in ``Batched`` they are handed out with no Python frame per record.
+    """
     lo = start if start is not None else 0
     hi = stop if stop is not None else 1 << 63
     ends: list[SegEnd] = []
@@ -227,16 +213,10 @@ def _batches(
             raise LsnUnavailableError(f"LSN {start} was never written (last LSN is {last})")
 
 
-def iter_raw(
+def raw_batches(
     chain: Chain, start: int | None, stop: int | None, hint: tuple[int, int] | None = None
-) -> Iterator[tuple[int, bytes]]:
-    """``(lsn, payload)`` of every DATA record from ``start`` to ``stop``: no Record built."""
-    return Batched.over(_raw_batches(chain, start, stop, hint))
-
-
-def _raw_batches(
-    chain: Chain, start: int | None, stop: int | None, hint: tuple[int, int] | None
 ) -> Generator[list[tuple[int, bytes]], None, None]:
+    """``(lsn, payload)`` of every DATA record from ``start`` to ``stop``, a list per chunk."""
     lo = start if start is not None else 0
     hi = stop if stop is not None else 1 << 63
     for _loc, chunk in chain.walk(start, stop, hint=hint, build=scanner.BUILD_RAW):
